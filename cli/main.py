@@ -1,0 +1,29 @@
+"""Entry point of the ``rectflow`` console script."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .couple import couple
+from .errors import run
+from .reflow import distill, reflow
+from .sample import sample
+from .train import train
+
+app = typer.Typer(
+    name="rectflow",
+    help="Rectified flows, reflow and distillation: train -> couple -> reflow -> distill.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+for fn in (train, sample, couple, reflow, distill):
+    app.command()(fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    code = run(typer.main.get_command(app), argv)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

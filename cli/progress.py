@@ -1,0 +1,49 @@
+"""Rich progress for the library's callback events (main process only)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+console = Console(stderr=True)
+
+
+class ProgressCallback:
+    """Renders ``start``/``step``/``progress``/``save``/``evaluate`` events as one bar.
+
+    Usable as a context manager; the bar disappears into a final summary line."""
+
+    def __init__(self, label: str, unit: str = "step"):
+        self.label, self.unit = label, unit
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TaskProgressColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=console,
+                                 transient=False)
+        self.task = None
+        self.last: dict = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None:   # started lazily, so a refused run prints nothing extra
+            self.progress.stop()
+
+    def __call__(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "start":
+            total = e.get("steps", e.get("total"))
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total, completed=e.get("step", 0),
+                                               info="")
+        elif self.task is None:
+            return
+        elif kind == "step":
+            self.last = e
+            self.progress.update(self.task, completed=e["step"],
+                                 info=f"loss {e['loss']:.4f}  {e['samples_per_s']:,.0f} samples/s")
+        elif kind == "progress":
+            self.progress.update(self.task, completed=e["done"])
+        elif kind == "evaluate":
+            self.progress.update(self.task, info="evaluating…")

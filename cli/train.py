@@ -1,0 +1,43 @@
+"""rectflow train: a 1-rectified flow (or minibatch-OT flow matching) on a dataset."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rectflow import stages
+from rectflow.data import DATASETS
+from rectflow.training import TrainConfig
+
+from .options import Overwrite, Resume, training_options
+from .progress import ProgressCallback
+from .summary import print_metrics
+
+
+@training_options(TrainConfig())
+def train(
+    config: TrainConfig,
+    data: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}, an image folder, or a .npy/.npz/.safetensors [N, D] file.")] = "moons",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default checkpoints/<data>/rf1).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10/imagefolder data.")] = None,
+    download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
+    resolution: Annotated[int, typer.Option(help="Image folder: resize images to this size.")] = 32,
+    channels: Annotated[int, typer.Option(help="Image folder: 1 (grey) or 3 (RGB).")] = 3,
+    coupling: Annotated[str, typer.Option(help="independent (rectified flow) or ot (minibatch OT pairs).")] = "independent",
+    hidden: Annotated[Optional[int], typer.Option(help="MLP: hidden width (default 256).")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="MLP: hidden layers (default 3).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="U-Net: base channels.")] = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+):
+    """Train a 1-rectified flow: regress v(x_t, t) onto x1 - x0 with fresh noise x0."""
+    model = {"hidden": hidden, "depth": depth} if hidden or depth else {}
+    if width:
+        model["width"] = width
+    out = out or Path("checkpoints") / Path(data).stem / "rf1"
+    with ProgressCallback("train") as cb:
+        path = stages.train(out, data, data_root=str(data_root) if data_root else None,
+                            download=download, resolution=resolution, channels=channels,
+                            coupling=coupling, model=model, config=config, resume=resume,
+                            overwrite=overwrite, callback=cb)
+    print_metrics(path)

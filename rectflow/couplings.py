@@ -1,0 +1,89 @@
+"""Where training pairs (x0, x1) come from.
+
+Every source is a pure function of ``(seed, index)``: :meth:`PairSource.batch` returns the
+``index``-th global batch, so a resumed run sees exactly the batches it would have seen, and a
+run on W processes sees the same global batches as a run on one (each process takes a slice).
+
+* :class:`IndependentPairs` — fresh noise x0 ~ N(0, I) beside data x1 (1-rectified flow).
+* :class:`OTPairs` — the same, re-paired within each batch by an exact assignment that
+  minimises Σ‖x0 - x1‖² (minibatch OT, as OT-CFM).
+* :class:`StoredPairs` — (x0, z1) from a coupling dataset on disk (reflow, distillation).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from .data import Dataset
+from .metrics import ot_assignment
+from .seeding import generator
+
+COUPLINGS = ("independent", "ot")
+
+
+class PairSource(ABC):
+    shape: tuple[int, ...]
+
+    @abstractmethod
+    def batch(self, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``index``-th global batch of ``size`` pairs (x0, x1), on the CPU."""
+
+
+class EpochSampler:
+    """Indices of a finite dataset, a fresh seeded permutation each epoch, addressed by
+    position in the endless stream (so batch ``i`` needs no state from batch ``i - 1``)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, None
+
+    def _perm_of(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=generator(self.seed, "epoch", epoch))
+        return self._perm
+
+    def positions(self, start: int, size: int) -> torch.Tensor:
+        out, pos = [], start
+        while pos < start + size:
+            epoch, off = divmod(pos, self.n)
+            take = min(self.n - off, start + size - pos)
+            out.append(self._perm_of(epoch)[off:off + take])
+            pos += take
+        return torch.cat(out)
+
+
+class IndependentPairs(PairSource):
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+        self.shape = dataset.shape
+        self._sampler = EpochSampler(len(dataset), seed) if dataset.finite else None
+
+    def batch(self, index: int, size: int):
+        g = generator(self.seed, "pairs", index)
+        if self._sampler is not None:
+            x1 = self.dataset.take(self._sampler.positions(index * size, size))
+        else:
+            x1 = self.dataset.sample(size, g)
+        x0 = torch.randn((size, *self.shape), generator=g)
+        return x0, x1
+
+
+class OTPairs(PairSource):
+    def __init__(self, inner: PairSource):
+        self.inner = inner
+        self.shape = inner.shape
+
+    def batch(self, index: int, size: int):
+        x0, x1 = self.inner.batch(index, size)
+        return x0, x1[ot_assignment(x0, x1)]
+
+
+def make_source(dataset: Dataset, coupling: str, seed: int) -> PairSource:
+    base = IndependentPairs(dataset, seed)
+    if coupling == "independent":
+        return base
+    if coupling == "ot":
+        return OTPairs(base)
+    raise ValueError(f"unknown coupling {coupling!r}; choose from {', '.join(COUPLINGS)}")

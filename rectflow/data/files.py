@@ -1,0 +1,69 @@
+"""Point clouds from user files: ``.npy``, ``.npz`` or ``.safetensors`` holding one [N, D] array.
+
+Files are read with ``allow_pickle=False`` / safetensors only: a pickled array is refused.
+Each dimension is standardised (zero mean, unit variance) for training; the constants are kept
+in the dataset's normalization so samples come back in the file's own units.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .base import ArrayDataset, Normalization
+
+POINT_SUFFIXES = (".npy", ".npz", ".safetensors")
+_PREFERRED_KEYS = ("x", "data", "x1", "points")
+
+
+def _pick(arrays: dict, path: Path) -> np.ndarray:
+    for k in _PREFERRED_KEYS:
+        if k in arrays:
+            return arrays[k]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise DataError(f"{path} holds arrays {sorted(arrays)}; name one of them 'x' or 'data'")
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"point cloud file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                arr = _pick({k: z[k] for k in z.files}, path)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import load_file
+            arr = _pick(load_file(str(path)), path)
+        else:
+            raise DataError(f"{path}: unknown point cloud format; use one of {POINT_SUFFIXES}")
+    except DataError:
+        raise
+    except ValueError as e:  # numpy refuses pickled object arrays with a ValueError
+        raise DataError(f"{path} could not be read as a plain array ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise DataError(f"{path} could not be read: {type(e).__name__}: {e}") from None
+    return arr
+
+
+def load_point_cloud(path: str | Path) -> ArrayDataset:
+    arr = read_array(path)
+    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise DataError(f"{path}: expected an array of shape [N, D] with N >= 2, got {list(arr.shape)}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{path}: expected numbers, got dtype {arr.dtype}")
+    x = torch.from_numpy(np.asarray(arr, dtype=np.float32).copy())
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        row = int(bad.any(1).nonzero()[0])
+        raise DataError(f"{path}: row {row} contains NaN or inf; clean the data first")
+    mean = x.mean(0)
+    std = x.std(0).clamp_min(1e-8)
+    norm = Normalization(shift=mean.tolist(), scale=std.tolist())
+    return ArrayDataset(norm.to_model(x), name="file", normalization=norm)

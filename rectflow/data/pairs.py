@@ -1,0 +1,154 @@
+"""Coupling datasets on disk: ``manifest.json`` + safetensors shards of (x0, x1, index).
+
+Layout::
+
+    plan.json                 the arguments that define the dataset (checked on resume)
+    pairs-00000.safetensors   x0 [K, ...], x1 [K, ...], index [K] (int64)
+    pairs-00000.json          the shard's sha256, range and metric sums (written after it)
+    manifest.json             provenance, shard list with sha256, metrics; written last
+
+Readers never trust a path from a manifest: shard names must be plain file names inside the
+folder, and every shard's sha256 is checked when it is read.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_bytes
+
+from ..checkpoint import read_json
+from ..errors import CheckpointError
+from ..seeding import generator
+
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+SHARD_RE = re.compile(r"^pairs-\d{5}\.safetensors$")
+
+
+def shard_name(i: int) -> str:
+    return f"pairs-{i:05d}.safetensors"
+
+
+class PairsDataset:
+    """A finished coupling dataset, read shard by shard."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise CheckpointError(f"pairs folder {self.path} does not exist")
+        if not (self.path / MANIFEST).is_file():
+            hint = " (an unfinished `rectflow couple` run: rerun it to finish)" \
+                if (self.path / PLAN).is_file() else ""
+            raise CheckpointError(f"{self.path} has no {MANIFEST}{hint}")
+        self.manifest = m = read_json(self.path / MANIFEST)
+        if m.get("format") != "rectflow/pairs":
+            raise CheckpointError(f"{self.path / MANIFEST} is not a rectflow pairs manifest")
+        try:
+            self.shape = tuple(int(s) for s in m["shape"])
+            self.shards = [dict(s) for s in m["shards"]]
+            self.n = int(m["n"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path / MANIFEST} is malformed ({e})") from None
+        for s in self.shards:
+            name = str(s.get("file", ""))
+            if not SHARD_RE.match(name):
+                raise CheckpointError(f"{self.path / MANIFEST} names shard {name!r}, which is not "
+                                      "a plain pairs-NNNNN.safetensors file inside the folder")
+            if not (self.path / name).is_file():
+                raise CheckpointError(f"shard {self.path / name} is missing")
+        if sum(int(s["count"]) for s in self.shards) != self.n:
+            raise CheckpointError(f"{self.path / MANIFEST}: shard counts do not add up to n")
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.shape)
+
+    def read_shard(self, i: int) -> dict[str, torch.Tensor]:
+        s = self.shards[i]
+        data = (self.path / s["file"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != s["sha256"]:
+            raise CheckpointError(f"shard {self.path / s['file']} fails its sha256 checksum "
+                                  "(corrupted or changed since it was written)")
+        try:
+            t = load_bytes(data)
+        except Exception as e:  # noqa: BLE001 - a checksum-valid but unreadable shard
+            raise CheckpointError(f"shard {self.path / s['file']} is unreadable ({e})") from None
+        if tuple(t["x0"].shape[1:]) != self.shape or t["x0"].shape != t["x1"].shape:
+            raise CheckpointError(f"shard {s['file']} holds shape {list(t['x0'].shape)}, "
+                                  f"manifest says {list(self.shape)}")
+        return t
+
+    def verify(self) -> None:
+        """Check every shard's checksum now (reflow does this before it writes anything)."""
+        for i, s in enumerate(self.shards):
+            h = hashlib.sha256()
+            with open(self.path / s["file"], "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != s["sha256"]:
+                raise CheckpointError(f"shard {self.path / s['file']} fails its sha256 checksum "
+                                      "(corrupted or changed since it was written)")
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` pairs by index (for evaluation subsamples)."""
+        x0s, x1s, have = [], [], 0
+        for i in range(len(self.shards)):
+            if have >= n:
+                break
+            t = self.read_shard(i)
+            x0s.append(t["x0"][: n - have])
+            x1s.append(t["x1"][: n - have])
+            have += x0s[-1].shape[0]
+        return torch.cat(x0s), torch.cat(x1s)
+
+
+class StoredPairs:
+    """Pairs streamed from a :class:`PairsDataset` for training, shuffled across and within
+    shards: each epoch visits the shards in a seeded order, ``window`` shards at a time, and
+    shuffles the pairs inside each window. Memory is ``window`` shards, whatever the size of
+    the dataset. Batch ``i`` is addressed by position, so resuming needs no saved state."""
+
+    def __init__(self, pairs: PairsDataset, seed: int, window: int = 4):
+        self.pairs, self.seed, self.window = pairs, seed, max(1, window)
+        self.shape = pairs.shape
+        self.counts = [int(s["count"]) for s in pairs.shards]
+        self._key = None
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _epoch_windows(self, epoch: int) -> list[list[int]]:
+        order = torch.randperm(len(self.counts), generator=generator(self.seed, "shards", epoch))
+        order = order.tolist()
+        return [order[i:i + self.window] for i in range(0, len(order), self.window)]
+
+    def _load_window(self, epoch: int, w: int, shards: list[int]):
+        if self._key != (epoch, w):
+            parts = [self.pairs.read_shard(i) for i in shards]
+            x0 = torch.cat([p["x0"] for p in parts])
+            x1 = torch.cat([p["x1"] for p in parts])
+            perm = torch.randperm(x0.shape[0], generator=generator(self.seed, "window", epoch, w))
+            self._cache, self._key = (x0[perm], x1[perm]), (epoch, w)
+        return self._cache
+
+    def batch(self, index: int, size: int):
+        pos, end = index * size, (index + 1) * size
+        x0s, x1s = [], []
+        while pos < end:
+            epoch, off = divmod(pos, self.pairs.n)
+            for w, shards in enumerate(self._epoch_windows(epoch)):
+                wsize = sum(self.counts[i] for i in shards)
+                if off < wsize:
+                    break
+                off -= wsize
+            x0, x1 = self._load_window(epoch, w, shards)
+            take = min(wsize - off, end - pos)
+            x0s.append(x0[off:off + take])
+            x1s.append(x1[off:off + take])
+            pos += take
+        return torch.cat(x0s), torch.cat(x1s)

@@ -1,0 +1,50 @@
+"""Velocity models, rebuilt from their JSON config alone.
+
+A config is ``{"type": "mlp" | "unet", **kwargs}``; :func:`build_model` is its only reader.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import CheckpointError
+from .mlp import MLP
+
+MODEL_TYPES = ("mlp", "unet")
+
+
+def _cls(kind: str):
+    if kind == "mlp":
+        return MLP
+    if kind == "unet":
+        from .unet import UNet
+        return UNet
+    raise CheckpointError(f"unknown model type {kind!r}; known: {', '.join(MODEL_TYPES)}")
+
+
+def build_model(config: dict) -> nn.Module:
+    cfg = dict(config)
+    kind = cfg.pop("type", None)
+    cls = _cls(kind)
+    try:
+        return cls(**cfg)
+    except TypeError as e:
+        raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
+
+
+def default_model_config(shape: tuple[int, ...], **overrides) -> dict:
+    """A sensible model for data of this shape: an MLP for vectors, a U-Net for images."""
+    if len(shape) == 1:
+        cfg = {"type": "mlp", "dim": shape[0], "hidden": 256, "depth": 3, "time_embed": 32,
+               "act": "silu"}
+    elif len(shape) == 3:
+        c, h, w = shape
+        if h != w:
+            raise CheckpointError(f"images must be square, got {h}x{w}")
+        mults = [1, 2] if h <= 16 else [1, 2, 2]
+        cfg = {"type": "unet", "channels": c, "resolution": h, "width": 32 if h <= 16 else 64,
+               "mults": mults, "num_res_blocks": 1 if h <= 16 else 2,
+               "attn_resolutions": [] if h <= 16 else [h // 4], "dropout": 0.0}
+    else:
+        raise CheckpointError(f"no default model for data of shape {list(shape)}")
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
