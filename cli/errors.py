@@ -22,10 +22,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _quiet_unless_main() -> None:
+    """Under ``torchrun``/``accelerate launch`` every process runs the same command; only global
+    rank 0 prints tables and summaries, so a 2-process run does not show everything twice.
+    (Progress comes from library events, which only the main process emits.)"""
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        sys.stdout = open(os.devnull, "w")
+
+
 def run(command, argv: list[str] | None) -> int:
     """Run the click command; known errors -> one line + exit 2 (3 for a diverged run).
     ``RECTFLOW_DEBUG=1`` re-raises them with their traceback."""
     debug = os.environ.get("RECTFLOW_DEBUG") == "1"
+    _quiet_unless_main()
     try:
         rv = command.main(args=argv, prog_name="rectflow", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

@@ -31,9 +31,8 @@ def train(
     overwrite: Overwrite = False,
 ):
     """Train a 1-rectified flow: regress v(x_t, t) onto x1 - x0 with fresh noise x0."""
-    model = {"hidden": hidden, "depth": depth} if hidden or depth else {}
-    if width:
-        model["width"] = width
+    model = {k: v for k, v in (("hidden", hidden), ("depth", depth), ("width", width))
+             if v is not None}
     out = out or Path("checkpoints") / Path(data).stem / "rf1"
     with ProgressCallback("train") as cb:
         path = stages.train(out, data, data_root=str(data_root) if data_root else None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -176,10 +177,16 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
 
 
 def latest_snapshot(folder: str | Path) -> Path | None:
+    """The snapshot ``state/LATEST`` names; only a ``step-NNNNNNNN`` folder beside it counts,
+    so an edited pointer cannot send a resume outside the checkpoint."""
     pointer = Path(folder) / STATE / "LATEST"
     if not pointer.is_file():
         return None
-    snap = Path(folder) / STATE / pointer.read_text().strip()
+    name = pointer.read_text(errors="replace").strip()
+    if not re.fullmatch(r"step-\d{8}", name):
+        raise CheckpointError(f"{pointer} names {name[:80]!r}, not a step-NNNNNNNN snapshot "
+                              "of this checkpoint")
+    snap = Path(folder) / STATE / name
     if not (snap / "meta.json").is_file():
         raise CheckpointError(f"{pointer} names {snap.name}, which is incomplete")
     return snap

@@ -20,7 +20,7 @@ class CheckpointError(UserError):
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite. Not a user error, but reported without a traceback."""
 
-    def __init__(self, step: int, value: float):
-        super().__init__(f"loss became {value} at step {step}; the last good checkpoint is kept")
+    def __init__(self, step: int, value: float, kept: str = "the last good checkpoint is kept"):
+        super().__init__(f"loss became {value} at step {step}; {kept}")
         self.step = step
         self.value = value

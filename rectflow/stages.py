@@ -18,15 +18,16 @@ from . import __version__
 from . import checkpoint as ckpt
 from .couplings import COUPLINGS, make_source
 from .data import data_spec, load_dataset
-from .data.pairs import PLAN, PairsDataset, StoredPairs
+from .data.pairs import MANIFEST, PLAN, PairsDataset, StoredPairs
 from .errors import CheckpointError, UserError
 from .evaluation import evaluate_model, noise
 from .models import build_model, default_model_config
-from .pairgen import CoupleConfig, check_plan, write_pairs
+from .pairgen import CoupleConfig, check_plan, remove_stale_temps, write_pairs
 from .path import TimeDist
 from .report import save_samples_picture
+from .seeding import derive_seed
 from .solvers import METHODS, solve
-from .training import TrainConfig, fit
+from .training import TrainConfig, fit, make_accelerator
 
 Callback = Callable[[dict], None]
 EVAL_NFES = (1, 2, 4, 8)
@@ -83,10 +84,9 @@ def _post_eval(out: Path, config: dict, device) -> dict:
 
 def _fit_stage(out: Path, base: dict, model: torch.nn.Module, source, cfg: TrainConfig,
                resume: bool, overwrite: bool, callback, evaluate: bool) -> Path:
-    from accelerate import Accelerator
-    acc = Accelerator(mixed_precision=cfg.mixed_precision,
-                      gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
-                      project_dir=str(out))
+    acc = make_accelerator(mixed_precision=cfg.mixed_precision,
+                           gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
+                           project_dir=str(out))
     if acc.is_main_process:
         open_output(out, overwrite and not resume)
     acc.wait_for_everyone()
@@ -111,6 +111,14 @@ def _resume_config(out: Path, steps: int | None) -> tuple[dict, TrainConfig]:
     return saved, cfg
 
 
+def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
+    """Initial weights from the run's seed alone, so a run is the same whatever ran before it
+    in the process (a notebook, a test session); the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        return build_model(model_cfg)
+
+
 def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
           download: bool = False, resolution: int = 32, channels: int = 3,
           coupling: str = "independent", model: dict | None = None,
@@ -123,7 +131,7 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         base, cfg = _resume_config(out, cfg.steps)
         coupling = base.get("coupling", "independent")
         dataset = load_dataset(base["data"], "train")
-        net = build_model(base["model"])
+        net = _seeded_model(base["model"], cfg.seed)
     else:
         cfg.validate()
         if coupling not in COUPLINGS:
@@ -131,7 +139,7 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         spec = data_spec(data, data_root, download, resolution, channels)
         dataset = load_dataset(spec, "train")
         model_cfg = default_model_config(dataset.shape, **(model or {}))
-        net = build_model(model_cfg)
+        net = _seeded_model(model_cfg, cfg.seed)
         base = {"format": "rectflow/checkpoint", "version": 1, "stage": "train", "round": 1,
                 "parent": None, "data": spec, "shape": list(dataset.shape), "model": model_cfg,
                 "coupling": coupling, "train": cfg.to_json(), "seed": cfg.seed,
@@ -143,8 +151,22 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
 
 # ----------------------------------------------------------------------------- reflow/distill
 def _open_pairs(pairs: str | Path) -> PairsDataset:
+    """Open a coupling dataset and check every shard now (checksum, and a safetensors header
+    with x0/x1 of the manifest's shape), so a bad one is refused before --out is touched."""
+    from safetensors import safe_open
     p = PairsDataset(pairs)
     p.verify()
+    for s in p.shards:
+        path = p.path / s["file"]
+        try:
+            with safe_open(str(path), "pt") as f:
+                shapes = [tuple(f.get_slice(k).get_shape()) for k in ("x0", "x1")]
+        except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+            raise CheckpointError(f"shard {path} is not a valid pairs safetensors file ({e})") \
+                from None
+        if shapes[0] != shapes[1] or shapes[0][1:] != p.shape:
+            raise CheckpointError(f"shard {path} holds shape {list(shapes[0])}, manifest says "
+                                  f"{list(p.shape)}")
     return p
 
 
@@ -185,7 +207,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init: str | 
             "sample": {"solver": "euler", "steps": sample_steps}, "versions": versions(),
             **extra}
     source = StoredPairs(pd, cfg.seed)
-    return _fit_stage(out, base, net.train(), source, cfg, False, overwrite, callback, evaluate)
+    return _fit_stage(out, base, net.train(), source, cfg, resume, overwrite, callback, evaluate)
 
 
 def reflow(pairs: str | Path, out: str | Path, *, init: str | Path | None = None,
@@ -222,8 +244,11 @@ def distill_defaults(k: int = 1) -> TrainConfig:
 # ------------------------------------------------------------------------------------ couple
 def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = None,
            overwrite: bool = False, callback: Callback | None = None) -> dict | None:
-    """Solve the ODE of ``ckpt_dir`` from seeded noise; write or finish a coupling dataset."""
-    from accelerate import Accelerator
+    """Solve the ODE of ``ckpt_dir`` from seeded noise; write or finish a coupling dataset.
+
+    Rerunning with the same arguments resumes an interrupted run (missing shards only) and
+    leaves a finished dataset untouched; different arguments are refused before anything is
+    written. Returns the manifest on the main process, None on the others."""
     cfg = config or CoupleConfig()
     cfg.validate()
     teacher = ckpt.Checkpoint(ckpt_dir)
@@ -232,15 +257,18 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is a file")
     plan = {**cfg.plan(), "teacher_sha256": ckpt.sha256_file(weights)}
-    acc = Accelerator()
+    acc = make_accelerator()
     state = "new" if overwrite else check_plan(out, plan)
+    if state != "complete":   # check_plan judged what is in the folder; this checks access
+        check_output(out, overwrite, resume=True)
+    acc.wait_for_everyone()   # every process has judged the folder before anyone writes to it
     if state == "complete":
         if callback and acc.is_main_process:
             callback({"event": "complete"})
-        return ckpt.read_json(out / "manifest.json") if acc.is_main_process else None
-    check_output(out, overwrite, resume=(state == "resume"))
+        return ckpt.read_json(out / MANIFEST) if acc.is_main_process else None
     if acc.is_main_process:
         open_output(out, overwrite)
+        remove_stale_temps(out)
         ckpt.atomic_write_json(out / PLAN, plan)
     acc.wait_for_everyone()
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan["teacher_sha256"],
@@ -248,9 +276,9 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
                               "stage": teacher.config.get("stage"),
                               "round": teacher.config.get("round", 1)},
                   "data": teacher.config["data"], "seed": cfg.seed, "versions": versions(),
-                  "solver": {"method": cfg.solver, "steps": cfg.steps,
+                  "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
-                                if cfg.solver == "dopri5" else {})}}
+                                if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
     return write_pairs(teacher, out, cfg, provenance, callback, acc)
 
 

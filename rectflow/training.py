@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,6 +77,17 @@ class TrainConfig:
         return cls(**d)
 
 
+def make_accelerator(**kwargs) -> Accelerator:
+    """An ``Accelerator`` that also shares the work under plain ``torchrun`` on CPUs.
+
+    Accelerate only picks its multi-CPU (gloo) mode when told ``cpu=True`` (``accelerate launch
+    --cpu`` sets that); under ``torchrun`` on a machine without CUDA it would otherwise give
+    every process a world of one, and each would train and write on its own."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        kwargs["cpu"] = True
+    return Accelerator(**kwargs)
+
+
 def flow_loss(model, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, loss: str = "l2",
               huber_c: float = 0.0) -> torch.Tensor:
     """Regress v(x_t, t) onto x1 - x0. L2 is the mean squared error per element; pseudo-Huber
@@ -111,13 +123,28 @@ class EMA:
         return self.shadow
 
 
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None   # a line torn by a kill in the middle of an append
+
+
 def _truncate_log(path: Path, upto: int) -> None:
     """Keep log lines of steps <= upto, so a resumed run's log has no step twice."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip()
-            and json.loads(ln).get("step", 0) <= upto]
+    keep = [ln for ln in path.read_text().splitlines()
+            if (s := _step_of(ln)) is not None and s <= upto]
     ckpt.atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+def _kept(out: Path) -> str:
+    """What a diverged run leaves behind, for its error message."""
+    snap = ckpt.latest_snapshot(out)
+    if snap is None:
+        return "no checkpoint was saved before it (try a lower --lr or check the data)"
+    return f"the last good checkpoint ({snap.name}) is kept in {out}"
 
 
 def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str | Path,
@@ -129,9 +156,9 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     every save. Returns a summary dict (final loss, samples/s, steps run)."""
     cfg.validate()
     out = Path(out)
-    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
-                                     gradient_accumulation_steps=cfg.grad_accum,
-                                     log_with=cfg.log_with, project_dir=str(out))
+    acc = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision,
+                                          gradient_accumulation_steps=cfg.grad_accum,
+                                          log_with=cfg.log_with, project_dir=str(out))
     world, rank = acc.num_processes, acc.process_index
     micro_global = cfg.batch_size // cfg.grad_accum
     if cfg.batch_size % (cfg.grad_accum * world):
@@ -190,7 +217,7 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             i = int(bad[0])
-            raise TrainingDiverged(last_logged + i + 1, float(losses[i]))
+            raise TrainingDiverged(last_logged + i + 1, float(losses[i]), _kept(out))
         now = time.perf_counter()
         rate = (step - last_logged) * cfg.batch_size / max(now - t_log, 1e-9)
         loss = float(losses.mean())

@@ -35,6 +35,9 @@ def read_array(path: str | Path) -> np.ndarray:
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
+            if not isinstance(arr, np.ndarray):   # numpy opens a zip archive whatever its name
+                arr.close()
+                raise DataError(f"{path} is a zip archive, not a .npy array")
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 arr = _pick({k: z[k] for k in z.files}, path)
@@ -56,13 +59,15 @@ def load_point_cloud(path: str | Path) -> ArrayDataset:
     arr = read_array(path)
     if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
         raise DataError(f"{path}: expected an array of shape [N, D] with N >= 2, got {list(arr.shape)}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f"{path}: expected numbers, got dtype {arr.dtype}")
-    x = torch.from_numpy(np.asarray(arr, dtype=np.float32).copy())
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported just below
+        x = torch.from_numpy(np.asarray(arr, dtype=np.float32).copy())
     bad = ~torch.isfinite(x)
     if bad.any():
         row = int(bad.any(1).nonzero()[0])
-        raise DataError(f"{path}: row {row} contains NaN or inf; clean the data first")
+        raise DataError(f"{path}: row {row} contains NaN or inf (or a value too large for "
+                        "float32); clean the data first")
     mean = x.mean(0)
     std = x.std(0).clamp_min(1e-8)
     norm = Normalization(shift=mean.tolist(), scale=std.tolist())

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_bytes
 
-from ..checkpoint import read_json
+from ..checkpoint import read_json, sha256_file
 from ..errors import CheckpointError
 from ..seeding import generator
 
@@ -49,18 +49,24 @@ class PairsDataset:
             raise CheckpointError(f"{self.path / MANIFEST} is not a rectflow pairs manifest")
         try:
             self.shape = tuple(int(s) for s in m["shape"])
-            self.shards = [dict(s) for s in m["shards"]]
+            self.shards = [{"file": str(s["file"]), "start": int(s["start"]),
+                            "count": int(s["count"]), "sha256": str(s["sha256"])}
+                           for s in m["shards"]]
             self.n = int(m["n"])
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path / MANIFEST} is malformed ({e})") from None
-        for s in self.shards:
-            name = str(s.get("file", ""))
-            if not SHARD_RE.match(name):
-                raise CheckpointError(f"{self.path / MANIFEST} names shard {name!r}, which is not "
-                                      "a plain pairs-NNNNN.safetensors file inside the folder")
-            if not (self.path / name).is_file():
-                raise CheckpointError(f"shard {self.path / name} is missing")
-        if sum(int(s["count"]) for s in self.shards) != self.n:
+            raise CheckpointError(f"{self.path / MANIFEST} is malformed ({e!r})") from None
+        start = 0
+        for s in self.shards:   # plain names inside the folder, tiling [0, n) in order
+            if not SHARD_RE.match(s["file"]):
+                raise CheckpointError(f"{self.path / MANIFEST} names shard {s['file']!r}, which "
+                                      "is not a plain pairs-NNNNN.safetensors file in the folder")
+            if not (self.path / s["file"]).is_file():
+                raise CheckpointError(f"shard {self.path / s['file']} is missing")
+            if s["start"] != start or s["count"] < 1:
+                raise CheckpointError(f"{self.path / MANIFEST}: shard {s['file']} does not "
+                                      f"start at index {start}")
+            start += s["count"]
+        if start != self.n:
             raise CheckpointError(f"{self.path / MANIFEST}: shard counts do not add up to n")
 
     def __len__(self) -> int:
@@ -74,27 +80,31 @@ class PairsDataset:
         s = self.shards[i]
         data = (self.path / s["file"]).read_bytes()
         if hashlib.sha256(data).hexdigest() != s["sha256"]:
-            raise CheckpointError(f"shard {self.path / s['file']} fails its sha256 checksum "
-                                  "(corrupted or changed since it was written)")
+            raise self._checksum_failed(s)
         try:
             t = load_bytes(data)
         except Exception as e:  # noqa: BLE001 - a checksum-valid but unreadable shard
             raise CheckpointError(f"shard {self.path / s['file']} is unreadable ({e})") from None
+        if set(t) != {"x0", "x1", "index"}:
+            raise CheckpointError(f"shard {s['file']} holds {sorted(t)}, not x0, x1, index")
         if tuple(t["x0"].shape[1:]) != self.shape or t["x0"].shape != t["x1"].shape:
             raise CheckpointError(f"shard {s['file']} holds shape {list(t['x0'].shape)}, "
                                   f"manifest says {list(self.shape)}")
+        lo, hi = s["start"], s["start"] + s["count"]
+        if not torch.equal(t["index"], torch.arange(lo, hi)):
+            raise CheckpointError(f"shard {s['file']} does not hold indices {lo}..{hi - 1} "
+                                  "as its manifest entry says")
         return t
+
+    def _checksum_failed(self, s: dict) -> CheckpointError:
+        return CheckpointError(f"shard {self.path / s['file']} fails its sha256 checksum "
+                               "(corrupted or changed since it was written)")
 
     def verify(self) -> None:
         """Check every shard's checksum now (reflow does this before it writes anything)."""
-        for i, s in enumerate(self.shards):
-            h = hashlib.sha256()
-            with open(self.path / s["file"], "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            if h.hexdigest() != s["sha256"]:
-                raise CheckpointError(f"shard {self.path / s['file']} fails its sha256 checksum "
-                                      "(corrupted or changed since it was written)")
+        for s in self.shards:
+            if sha256_file(self.path / s["file"]) != s["sha256"]:
+                raise self._checksum_failed(s)
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` pairs by index (for evaluation subsamples)."""

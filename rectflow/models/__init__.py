@@ -10,6 +10,8 @@ from ..errors import CheckpointError
 from .mlp import MLP
 
 MODEL_TYPES = ("mlp", "unet")
+SIZE_KEYS = ("dim", "hidden", "depth", "time_embed", "channels", "resolution", "width",
+             "num_res_blocks")
 
 
 def _cls(kind: str):
@@ -25,9 +27,14 @@ def build_model(config: dict) -> nn.Module:
     cfg = dict(config)
     kind = cfg.pop("type", None)
     cls = _cls(kind)
+    sizes = {k: v for k, v in cfg.items() if k in SIZE_KEYS}
+    bad = {k: v for k, v in sizes.items() if not (isinstance(v, int) and v >= 1)}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise CheckpointError(f"model size {k}={v!r} must be a whole number >= 1")
     try:
         return cls(**cfg)
-    except TypeError as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
 
 
