@@ -31,6 +31,8 @@ from safetensors.torch import load_file, save
 from .errors import CheckpointError
 
 CONFIG = "config.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 STATE = "state"
 
 
@@ -40,6 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes 0600; final files get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

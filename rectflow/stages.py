@@ -87,6 +87,7 @@ def _fit_stage(out: Path, base: dict, model: torch.nn.Module, source, cfg: Train
     acc = make_accelerator(mixed_precision=cfg.mixed_precision,
                            gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
                            project_dir=str(out))
+    cfg.validate(acc.num_processes)   # before --overwrite clears anything
     if acc.is_main_process:
         open_output(out, overwrite and not resume)
     acc.wait_for_everyone()

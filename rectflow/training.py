@@ -50,7 +50,8 @@ class TrainConfig:
     log_every: int = 50
     log_with: str | None = None
 
-    def validate(self) -> None:
+    def validate(self, world: int = 1) -> None:
+        """Check every setting; ``world`` processes must split each micro-batch evenly."""
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -64,6 +65,9 @@ class TrainConfig:
             raise UserError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise UserError("--mixed-precision must be one of no, fp16, bf16")
+        if self.batch_size % (self.grad_accum * world):
+            raise UserError(f"--batch-size {self.batch_size} must be divisible by grad-accum x "
+                            f"processes = {self.grad_accum * world}")
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -154,16 +158,13 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
 
     ``base_config`` is written as ``config.json`` with ``steps_done`` and ``complete`` added at
     every save. Returns a summary dict (final loss, samples/s, steps run)."""
-    cfg.validate()
     out = Path(out)
     acc = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision,
                                           gradient_accumulation_steps=cfg.grad_accum,
                                           log_with=cfg.log_with, project_dir=str(out))
     world, rank = acc.num_processes, acc.process_index
+    cfg.validate(world)
     micro_global = cfg.batch_size // cfg.grad_accum
-    if cfg.batch_size % (cfg.grad_accum * world):
-        raise UserError(f"--batch-size {cfg.batch_size} must be divisible by grad-accum x "
-                        f"processes = {cfg.grad_accum * world}")
     local = micro_global // world
     dim = math.prod(source.shape)
     huber_c = cfg.huber_c if cfg.huber_c is not None else 0.00054 * math.sqrt(dim)

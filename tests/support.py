@@ -43,6 +43,18 @@ def small_pairs(teacher: Path, out: Path, n: int = 1024, shard_size: int = 256) 
     return out
 
 
+def edit_json(path: Path, **changes) -> None:
+    """Rewrite keys of a JSON file in place; ``a__0__b=v`` sets ``obj["a"][0]["b"] = v``."""
+    obj = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = obj
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        node[int(last) if isinstance(node, list) else last] = value
+    path.write_text(json.dumps(obj))
+
+
 def subprocess_env() -> dict:
     """The test's environment minus any launcher variables, one thread per process."""
     env = {k: v for k, v in os.environ.items()

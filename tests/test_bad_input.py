@@ -1,0 +1,184 @@
+"""Wrong invocations of every command: one line on stderr, exit 2, no traceback, and nothing
+that existed before is changed, deleted or added to.
+
+One table of cases over shared inputs (a trained 2-D checkpoint, a 3-D one, a pairs folder, data
+files, earlier outputs); each case names its command line and a word the message must contain.
+The CLI runs in-process, in the inputs' folder, and the whole folder (bytes, mtimes, modes) is
+compared before and after every case.
+"""
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support import edit_json, point_cloud, small_pairs, tiny_checkpoint, tree_state
+
+
+def variant(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """Every input a case may name, built once; cases only read it."""
+    r = tmp_path_factory.mktemp("bad")
+    point_cloud(r / "pts.npy")
+    ck = tiny_checkpoint(r / "ck", r / "pts.npy", steps=5)
+    tiny_checkpoint(r / "ck3", point_cloud(r / "pts3.npy", dim=3), steps=5)
+    small_pairs(ck, r / "pairs", n=512)
+
+    edit_json(variant(ck, r / "ck_mismatch") / "config.json", model__hidden=48)
+    edit_json(variant(ck, r / "ck_badmodel") / "config.json", model__hidden=-3)
+    (variant(ck, r / "ck_badjson") / "config.json").write_text('{"model": ')
+    ema = variant(ck, r / "ck_truncated") / "ema.safetensors"
+    ema.write_bytes(ema.read_bytes()[: ema.stat().st_size // 2])
+    (variant(ck, r / "ck_pickle") / "ema.safetensors").write_bytes(pickle.dumps({"w": [1.0]}))
+
+    shard = variant(r / "pairs", r / "pairs_flipped") / "pairs-00001.safetensors"
+    raw = bytearray(shard.read_bytes())
+    raw[-5] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    edit_json(variant(r / "pairs", r / "pairs_escape") / "manifest.json",
+              shards=[{"file": "../../x.safetensors", "start": 0, "count": 512,
+                       "sha256": "0" * 64}])
+    (variant(r / "pairs", r / "pairs_unfinished") / "manifest.json").unlink()
+    edit_json(variant(r / "pairs", r / "pairs_noteacher") / "manifest.json",
+              teacher__path="../../../../../../../etc")
+
+    x = np.load(r / "pts.npy")
+    x[7, 1] = np.nan
+    np.save(r / "nan.npy", x)
+    np.save(r / "flat.npy", x[:, 0])
+    np.save(r / "text.npy", np.array([["a", "b"], ["c", "d"], ["e", "f"]]))
+    (r / "empty_dir").mkdir()
+    (r / "read_only").mkdir(mode=0o555)
+    (r / "blocker").write_text("a regular file, so nothing can be created under it\n")
+    np.save(r / "samples.npy", x)
+    (r / "unknown_key.toml").write_text("[train]\nsteps = 10\nno_such_option = 3\n")
+    (r / "wrong_type.toml").write_text('[train]\nsteps = "many"\n')
+    (r / "not_toml.toml").write_text("[train\nsteps = \n")
+    return r
+
+
+# (id, argv, a word the one-line message must contain). Paths are relative to the inputs.
+TRAIN = ["train", "--data", "pts.npy", "--out", "new_run", "--steps", "5"]
+CASES = [
+    # train
+    ("train-unknown-dataset", ["train", "--data", "nosuchset", "--out", "x"], "unknown dataset"),
+    ("train-missing-file", ["train", "--data", "missing.npy", "--out", "x"], "does not exist"),
+    ("train-empty-folder", ["train", "--data", "empty_dir", "--out", "x"], "empty_dir"),
+    ("train-nan-data", ["train", "--data", "nan.npy", "--out", "x"], "nan"),
+    ("train-1d-data", ["train", "--data", "flat.npy", "--out", "x"], "[n, d]"),
+    ("train-text-data", ["train", "--data", "text.npy", "--out", "x"], "numbers"),
+    ("train-zero-steps", TRAIN + ["--steps", "0"], "--steps"),
+    ("train-negative-batch", TRAIN + ["--batch-size", "-8"], "--batch-size"),
+    ("train-zero-lr", TRAIN + ["--lr", "0"], "--lr"),
+    ("train-zero-hidden", TRAIN + ["--hidden", "0"], "hidden"),
+    ("train-negative-depth", TRAIN + ["--depth", "-2"], "depth"),
+    ("train-unknown-time-dist", TRAIN + ["--time-dist", "gamma"], "time"),
+    ("train-unknown-loss", TRAIN + ["--loss", "l7"], "loss"),
+    ("train-unknown-coupling", TRAIN + ["--coupling", "magic"], "coupling"),
+    ("train-bad-precision", TRAIN + ["--mixed-precision", "fp8"], "mixed-precision"),
+    ("train-unknown-option", TRAIN + ["--learning-rate", "1"], "learning-rate"),
+    ("train-not-a-number", TRAIN + ["--steps", "ten"], "steps"),
+    ("train-out-exists", ["train", "--data", "pts.npy", "--out", "ck"], "--overwrite"),
+    ("train-overwrite-bad-batch", ["train", "--data", "pts.npy", "--out", "ck", "--overwrite",
+                                   "--batch-size", "10", "--grad-accum", "3"], "divisible"),
+    ("train-out-is-file", ["train", "--data", "pts.npy", "--out", "blocker"], "file"),
+    ("train-out-unwritable", TRAIN[:3] + ["--out", "blocker/run", "--steps", "5"], "blocker"),
+    pytest.param("train-out-read-only", TRAIN[:3] + ["--out", "read_only/run"], "writable",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root ignores chmod 555; "
+                                          "train-out-unwritable covers this case")),
+    ("train-resume-fewer-steps", ["train", "--out", "ck", "--resume", "--steps", "2"], "below"),
+    ("train-resume-bad-config", ["train", "--out", "ck_badjson", "--resume"], "json"),
+    # sample
+    ("sample-missing-ckpt", ["sample", "--ckpt", "nock", "--out", "s.npy"], "does not exist"),
+    ("sample-config-vs-weights", ["sample", "--ckpt", "ck_mismatch", "--out", "s.npy"], "shape"),
+    ("sample-negative-size-config", ["sample", "--ckpt", "ck_badmodel", "--out", "s.npy"],
+     "hidden"),
+    ("sample-truncated-weights", ["sample", "--ckpt", "ck_truncated", "--out", "s.npy"],
+     "safetensors"),
+    ("sample-pickle-weights", ["sample", "--ckpt", "ck_pickle", "--out", "s.npy"], "safetensors"),
+    ("sample-bad-config-json", ["sample", "--ckpt", "ck_badjson", "--out", "s.npy"], "json"),
+    ("sample-pairs-as-ckpt", ["sample", "--ckpt", "pairs", "--out", "s.npy"], "config.json"),
+    ("sample-nfe-0", ["sample", "--ckpt", "ck", "--out", "s.npy", "--steps", "0"], "--steps"),
+    ("sample-n-0", ["sample", "--ckpt", "ck", "--out", "s.npy", "--n", "0"], "--n"),
+    ("sample-unknown-solver", ["sample", "--ckpt", "ck", "--out", "s.npy", "--solver", "rk9"],
+     "solver"),
+    ("sample-out-exists", ["sample", "--ckpt", "ck", "--out", "samples.npy"], "--overwrite"),
+    ("sample-out-unwritable", ["sample", "--ckpt", "ck", "--out", "blocker/s.npy"], "blocker"),
+    # couple
+    ("couple-missing-ckpt", ["couple", "--ckpt", "nock", "--out", "p"], "does not exist"),
+    ("couple-n-0", ["couple", "--ckpt", "ck", "--out", "p", "--n", "0"], "--n"),
+    ("couple-nfe-0", ["couple", "--ckpt", "ck", "--out", "p", "--steps", "0"], "--steps"),
+    ("couple-negative-batch", ["couple", "--ckpt", "ck", "--out", "p", "--batch-size", "-1"],
+     "--batch-size"),
+    ("couple-unknown-solver", ["couple", "--ckpt", "ck", "--out", "p", "--solver", "magic"],
+     "solver"),
+    ("couple-out-not-pairs", ["couple", "--ckpt", "ck", "--out", "ck3"], "ck3"),
+    ("couple-out-is-file", ["couple", "--ckpt", "ck", "--out", "blocker", "--n", "64"], "file"),
+    ("couple-out-unwritable", ["couple", "--ckpt", "ck", "--out", "blocker/p", "--n", "64"],
+     "blocker"),
+    # reflow / distill
+    ("reflow-missing-pairs", ["reflow", "--pairs", "nopairs", "--out", "r"], "does not exist"),
+    ("reflow-unfinished-pairs", ["reflow", "--pairs", "pairs_unfinished", "--out", "r"],
+     "manifest"),
+    ("reflow-checkpoint-as-pairs", ["reflow", "--pairs", "ck", "--out", "r"], "manifest"),
+    ("reflow-init-other-shape", ["reflow", "--pairs", "pairs", "--init", "ck3", "--out", "r"],
+     "shape"),
+    ("reflow-corrupt-shard", ["reflow", "--pairs", "pairs_flipped", "--out", "r"], "sha256"),
+    ("reflow-shard-escapes", ["reflow", "--pairs", "pairs_escape", "--out", "r"], "../../x"),
+    ("reflow-teacher-not-checkpoint", ["reflow", "--pairs", "pairs_noteacher", "--out", "r"],
+     "etc/config.json"),
+    ("reflow-out-exists", ["reflow", "--pairs", "pairs", "--out", "ck"], "--overwrite"),
+    ("reflow-zero-steps", ["reflow", "--pairs", "pairs", "--out", "r", "--steps", "0"],
+     "--steps"),
+    ("distill-k-0", ["distill", "--pairs", "pairs", "--out", "d", "--k", "0"], "--k"),
+    ("distill-init-mismatch", ["distill", "--pairs", "pairs", "--init", "ck_mismatch",
+                               "--out", "d"], "shape"),
+    ("distill-out-unwritable", ["distill", "--pairs", "pairs", "--out", "blocker/d"], "blocker"),
+    # eval / compare / animate / run
+    ("eval-missing-ckpt", ["eval", "--ckpt", "nock"], "does not exist"),
+    ("eval-bad-nfe", ["eval", "--ckpt", "ck", "--nfe", "one,two"], "nfe"),
+    ("eval-nfe-0", ["eval", "--ckpt", "ck", "--nfe", "0"], "--nfe"),
+    ("eval-truncated-weights", ["eval", "--ckpt", "ck_truncated"], "safetensors"),
+    ("compare-missing-folder", ["compare", "nock", "--out", "cmp"], "nock"),
+    ("animate-missing-ckpt", ["animate", "--ckpt", "nock", "--out", "a.gif"], "nock"),
+    ("animate-zero-frames", ["animate", "--ckpt", "ck", "--out", "a.gif", "--frames", "0"],
+     "frames"),
+    ("run-unknown-preset", ["run", "--preset", "nosuch", "--out", "run"], "nosuch"),
+    ("run-config-unknown-key", ["run", "--config", "unknown_key.toml", "--out", "run"],
+     "no_such_option"),
+    ("run-config-wrong-type", ["run", "--config", "wrong_type.toml", "--out", "run"], "steps"),
+    ("run-config-not-toml", ["run", "--config", "not_toml.toml", "--out", "run"], "toml"),
+    ("run-config-missing", ["run", "--config", "nowhere.toml", "--out", "run"], "nowhere"),
+]
+
+
+def _values(case) -> tuple:
+    return tuple(case.values) if hasattr(case, "values") else case
+
+
+def test_the_table_covers_every_command():
+    from rectflow.cli.main import app
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert commands <= {_values(c)[1][0] for c in CASES}, "a command has no bad-input case"
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("case,argv,word", CASES, ids=[_values(c)[0] for c in CASES])
+def test_bad_invocation_is_one_line_exit_2_and_touches_nothing(cli, root, monkeypatch, case,
+                                                               argv, word):
+    monkeypatch.chdir(root)
+    before = tree_state(root)
+    code, _, err = cli(*argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("rectflow: error:"), lines[0]
+    assert word.lower() in lines[0].lower(), lines[0]
+    assert tree_state(root) == before
