@@ -5,9 +5,13 @@ import sys
 
 import typer
 
+from .animate import animate
+from .compare import compare
 from .couple import couple
 from .errors import run
+from .eval import evaluate
 from .reflow import distill, reflow
+from .run import run as run_pipeline
 from .sample import sample
 from .train import train
 
@@ -16,8 +20,10 @@ app = typer.Typer(
     help="Rectified flows, reflow and distillation: train -> couple -> reflow -> distill.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-for fn in (train, sample, couple, reflow, distill):
+for fn in (train, sample, couple, reflow, distill, compare, animate):
     app.command()(fn)
+app.command(name="eval")(evaluate)
+app.command(name="run")(run_pipeline)
 
 
 def main(argv: list[str] | None = None) -> int:

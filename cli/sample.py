@@ -15,7 +15,7 @@ from .options import Ckpt, Overwrite, UseEma
 def sample(
     ckpt: Ckpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy file (a .png picture is written beside it).")],
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 1000,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 1000,
     steps: Annotated[Optional[int], typer.Option(help="Solver steps (default: what the checkpoint is meant for, e.g. 1 when distilled).")] = None,
     solver: Annotated[str, typer.Option(help=f"ODE solver: {', '.join(METHODS)}.")] = "euler",
     rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-5,

@@ -71,13 +71,19 @@ class IndependentPairs(PairSource):
 
 
 class OTPairs(PairSource):
-    def __init__(self, inner: PairSource):
-        self.inner = inner
+    """Minibatch OT: within each block of ``block`` consecutive pairs of a batch, re-pair the
+    data to the noise by the exact assignment. An exact assignment costs O(block³): 256 (the
+    OT batch of TorchCFM's examples) takes milliseconds, 2048 takes seconds per step."""
+
+    def __init__(self, inner: PairSource, block: int = 256):
+        self.inner, self.block = inner, block
         self.shape = inner.shape
 
     def batch(self, index: int, size: int):
         x0, x1 = self.inner.batch(index, size)
-        return x0, x1[ot_assignment(x0, x1)]
+        parts = [x1[i:i + self.block][ot_assignment(x0[i:i + self.block], x1[i:i + self.block])]
+                 for i in range(0, size, self.block)]
+        return x0, torch.cat(parts)
 
 
 def make_source(dataset: Dataset, coupling: str, seed: int) -> PairSource:

@@ -19,3 +19,15 @@ def cli(capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+@pytest.fixture(scope="session")
+def moons_rf1(tmp_path_factory):
+    """A 1-rectified flow on moons trained with every default of `rectflow train` (shared by
+    the quality test and the reflow tests)."""
+    from rectflow.cli.main import main
+    out = tmp_path_factory.mktemp("moons") / "rf1"
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", str(out)])
+    assert e.value.code == 0
+    return out

@@ -44,12 +44,9 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in log] == [r["loss"] for r in full]
 
 
-def test_default_moons_flow_reaches_w2_below_0_15(cli, tmp_path):
+def test_default_moons_flow_reaches_w2_below_0_15(moons_rf1):
     """Issue 2's quality bar: defaults, 100 Euler steps, exact W2 on 2,000 vs 2,000 points."""
-    out = tmp_path / "moons"
-    code, _, err = cli("train", "--out", out)
-    assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((moons_rf1 / "metrics.json").read_text())
     assert metrics["n"] == 2000
     assert metrics["quality"]["100"]["w2"] < 0.15
     assert metrics["quality"]["100"]["w2"] < metrics["quality"]["1"]["w2"] / 5

@@ -1,0 +1,75 @@
+"""rectflow compare: the rounds of a reflow run side by side, on the same noise and data."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rectflow import compare as cmp
+from rectflow.evaluation import EvalConfig
+
+from .eval import (Atol, FeaturesDir, FidWeights, N, Nfe, PathSteps, Rtol, Seed, Solver,
+                   eval_config)
+from .options import UseEma
+from .progress import ProgressCallback
+
+D = EvalConfig()
+
+
+def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for i, h in enumerate(headers):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+                    for v in row))
+    return t
+
+
+def compare_tables(result: dict) -> list[Table]:
+    """The comparison as two narrow tables (paths, then quality) that fit a terminal."""
+    headers, rows = cmp.table(result)
+    split = headers.index("OT cost") + 1
+    keep = [i for i in range(split) if headers[i] != "S/D"]   # S/D stays in compare.md
+    name = result["data"].get("name")
+    return [_rich(f"{name}: paths (straightness falls across reflow rounds)",
+                  [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]),
+            _rich(f"{name}: sample quality vs {result['n_reference']} held-out points",
+                  headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
+
+
+def print_result(result: dict, out: Path) -> None:
+    con = Console()
+    for t in compare_tables(result):
+        con.print(t)
+    if result.get("classifier") and "test_accuracy" in result["classifier"]:
+        con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
+                  "held-out accuracy")
+    con.print(f"wrote {out}/compare.json, compare.csv, compare.md; pictures: "
+              + ", ".join(result["pictures"].values()))
+
+
+def compare(
+    dirs: Annotated[list[Path], typer.Argument(help="Checkpoint folders, or one run folder from `rectflow run`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare).")] = None,
+    nfe: Nfe = ",".join(str(k) for k in D.nfes),
+    solver: Solver = D.solver,
+    n: N = D.n,
+    seed: Seed = D.seed,
+    path_steps: PathSteps = D.path_steps,
+    rtol: Rtol = D.reference_rtol,
+    atol: Atol = D.reference_atol,
+    fid_weights: FidWeights = None,
+    features_dir: FeaturesDir = None,
+    use_ema: UseEma = True,
+):
+    """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
+    cfg = eval_config(nfe, solver, n, seed, path_steps, rtol, atol, fid_weights, use_ema)
+    if out is None:
+        single = len(dirs) == 1 and not (dirs[0] / "config.json").is_file()
+        out = dirs[0] / "compare" if single else Path("compare")
+    with ProgressCallback("compare", "unit") as cb:
+        result = cmp.compare(dirs, out, cfg, features_dir=features_dir, callback=cb)
+    print_result(result, out)

@@ -1,0 +1,246 @@
+"""Comparing the rounds of a reflow run: the same noise, grid and reference data for every
+checkpoint, one table, and the pictures that show paths straightening.
+
+:func:`compare` evaluates each checkpoint with :func:`rectflow.evaluation.evaluate_checkpoint`
+(reusing its cached ``eval.json`` when the arguments match) and writes into ``out``::
+
+    compare.json    every row, the lineage of each checkpoint, the arguments
+    compare.csv     one flat row per checkpoint
+    compare.md      the table as Markdown
+    trajectories.png  (2-D data) the same 200 noise points under each checkpoint's ODE
+    samples.png       (images) sample grids at 1/2/4/8 steps, one row per checkpoint
+    straightness.png  straightness, curvature and transport cost (with OT) against round
+    quality.png       sample quality against NFE, one curve per checkpoint
+
+:func:`animate` writes a GIF of particles flowing from noise to data, one panel per checkpoint.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import checkpoint as ckpt
+from . import report
+from .data import load_dataset
+from .errors import UserError
+from .evaluation import (METRIC_NOTES, EvalConfig, default_features_dir, evaluate_checkpoint,
+                         noise, primary_metric, reference_data)
+from .solvers import solve
+from .stages import lineage
+
+Callback = Callable[[dict], None]
+MODEL_STAGES = ("train", "reflow", "distill")
+STAGE_ORDER = {"train": 0, "reflow": 0, "distill": 1}
+TRAJECTORY_POINTS = 200
+TRAJECTORY_STEPS = 50
+GRID_STEPS = (1, 2, 4, 8)
+GRID_IMAGES = 16
+PATH_KEYS = ("straightness", "straightness_per_dim", "curvature", "transport_cost", "ot_cost")
+
+
+def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
+    """The model checkpoints to compare, ordered by round (a distilled model after the round it
+    starts from). One folder that is not itself a checkpoint is read as a run folder: its
+    model subfolders (rf1, rf2, ..., distill) are taken."""
+    if not dirs:
+        raise UserError("name one or more checkpoint folders, or one run folder")
+    paths = [Path(d) for d in dirs]
+    for p in paths:
+        if not p.is_dir():
+            raise UserError(f"{p} is not a folder")
+    if len(paths) == 1 and not (paths[0] / ckpt.CONFIG).is_file():
+        run = paths[0]
+        paths = [c for c in sorted(run.iterdir())
+                 if (c / ckpt.CONFIG).is_file() and _stage(c) in MODEL_STAGES]
+        if not paths:
+            raise UserError(f"{run} holds no checkpoint folders (with config.json)")
+    cks = [(p, ckpt.Checkpoint(p).config) for p in paths]
+    for p, cfg in cks:
+        if cfg.get("stage") not in MODEL_STAGES:
+            raise UserError(f"{p} is a {cfg.get('stage')!r} folder, not a model checkpoint")
+    cks.sort(key=lambda pc: (int(pc[1].get("round", 1)), STAGE_ORDER[pc[1]["stage"]]))
+    first = cks[0][1]
+    for p, cfg in cks[1:]:
+        if cfg["data"] != first["data"] or cfg["shape"] != first["shape"]:
+            raise UserError(f"{p} was trained on {cfg['data'].get('name')} {cfg['shape']}, "
+                            f"{cks[0][0]} on {first['data'].get('name')} {first['shape']}; "
+                            "compare checkpoints of one dataset")
+    return [p for p, _ in cks]
+
+
+def _stage(folder: Path) -> str | None:
+    try:
+        return ckpt.read_json(folder / ckpt.CONFIG).get("stage")
+    except UserError:
+        return None
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def flow_panels(paths: list[Path], labels: list[str], n: int, seed: int,
+                steps: int = TRAJECTORY_STEPS) -> list[tuple[str, torch.Tensor]]:
+    """Trajectories of the same ``n`` noise points under each checkpoint, on a uniform Euler
+    grid of ``steps`` steps, or fewer when the model is meant for fewer (a distilled one)."""
+    panels = []
+    for path, label in zip(paths, labels):
+        ck = ckpt.Checkpoint(path)
+        k = min(steps, int(ck.config.get("sample", {}).get("steps", steps)))
+        x0 = noise(n, ck.shape, seed, "compare-trajectories")
+        sol = solve(ck.load_model(), x0, method="euler", steps=k, record=True)
+        panels.append((f"{label} ({k} step{'s' if k > 1 else ''})", sol.trajectory))
+    return panels
+
+
+def _row(label: str, path: Path, ev: dict, metrics: list[str]) -> dict:
+    chain = lineage(path)
+    return {"name": label, "path": str(path), "stage": ev["stage"], "round": ev["round"],
+            "lineage": [Path(c["path"]).name for c in chain],
+            **{k: ev["path"][k] for k in PATH_KEYS},
+            "quality": {k: {m: v.get(m) for m in ("nfe", *metrics)}
+                        for k, v in ev["quality"].items()},
+            "reference": {m: ev["reference"].get(m) for m in ("nfe", *metrics)},
+            "cached": bool(ev.get("cached"))}
+
+
+def table(result: dict) -> tuple[list[str], list[list]]:
+    """The comparison as headers + rows: path metrics, the lead quality metric at every NFE,
+    and the adaptive reference. Shared by compare.md and the CLI's rich table."""
+    m = result["primary_metric"]
+    nfes = [str(k) for k in result["args"]["nfes"]]
+    headers = (["model", "stage", "round", "straightness", "S/D", "curvature", "transport",
+                "OT cost"] + [f"{m.upper()} @{k}" for k in nfes]
+               + [f"{m.upper()} dopri5", "dopri5 NFE"])
+    rows = [[r["name"], r["stage"], r["round"], r["straightness"], r["straightness_per_dim"],
+             r["curvature"], r["transport_cost"], r["ot_cost"]]
+            + [r["quality"][k][m] for k in nfes] + [r["reference"][m], r["reference"]["nfe"]]
+            for r in result["rows"]]
+    return headers, rows
+
+
+def flat_table(result: dict) -> tuple[list[str], list[list]]:
+    """Every number of every row, one column each (compare.csv)."""
+    metrics, nfes = result["metrics"], [str(k) for k in result["args"]["nfes"]]
+    headers = (["model", "stage", "round", "lineage", *PATH_KEYS]
+               + [f"{m}_nfe{k}" for m in metrics for k in nfes]
+               + [f"{m}_dopri5" for m in metrics] + ["dopri5_nfe"])
+    rows = [[r["name"], r["stage"], r["round"], " > ".join(r["lineage"])]
+            + [r[k] for k in PATH_KEYS]
+            + [r["quality"][k][m] for m in metrics for k in nfes]
+            + [r["reference"][m] for m in metrics] + [r["reference"]["nfe"]]
+            for r in result["rows"]]
+    return headers, rows
+
+
+def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None = None, *,
+            features_dir: str | Path | None = None, callback: Callback | None = None) -> dict:
+    """Evaluate every checkpoint on the same noise and reference data; write tables and
+    pictures into ``out``; return the ``compare.json`` content."""
+    cfg = config or EvalConfig()
+    cfg.validate()
+    paths = find_checkpoints(dirs)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is a file")
+    labels = _labels(paths)
+    first = ckpt.Checkpoint(paths[0])
+    spec = first.config["data"]
+    dataset = load_dataset(spec, "test")
+    fdir = Path(features_dir) if features_dir is not None else default_features_dir(paths[0])
+    if dataset.is_image:   # train the feature classifier now, with its own progress
+        from .features import classifier
+        classifier(spec, fdir, callback)
+    emit = callback or (lambda e: None)
+    per_eval = len(cfg.nfes) + 2
+    pictures = 3
+    total = per_eval * len(paths) + pictures
+    emit({"event": "start", "total": total, "label": "compare"})
+    evals = []
+    for i, p in enumerate(paths):
+        def inner(e, base=i * per_eval):
+            if e.get("event") == "progress":
+                emit({"event": "progress", "done": base + e["done"]})
+        ev = evaluate_checkpoint(p, cfg, features_dir=fdir, callback=inner)
+        emit({"event": "progress", "done": (i + 1) * per_eval})
+        evals.append(ev)
+    metrics = list(evals[0]["metrics"])
+    result = {"format": "rectflow/compare", "version": 1, "data": spec,
+              "args": cfg.to_json(), "metrics": metrics,
+              "metric_notes": {k: METRIC_NOTES[k] for k in (*metrics, *PATH_KEYS)},
+              "primary_metric": primary_metric(evals[0]),
+              "n_reference": evals[0]["n_reference"],
+              "classifier": evals[0].get("classifier"),
+              "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
+    out.mkdir(parents=True, exist_ok=True)
+    done = per_eval * len(paths)
+    result["pictures"] = {}
+    for name, draw in _pictures(result, paths, labels, dataset, cfg).items():
+        result["pictures"][name] = str(draw(out / name))
+        done += 1
+        emit({"event": "progress", "done": done})
+    headers, rows = table(result)
+    ckpt.atomic_write_bytes(out / "compare.md", report.markdown_table(headers, rows).encode())
+    fh, fr = flat_table(result)
+    ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
+    ckpt.atomic_write_json(out / "compare.json", result)
+    return result
+
+
+def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
+              cfg: EvalConfig) -> dict[str, Callable[[Path], Path]]:
+    """Name -> drawing function, for the three pictures of a comparison."""
+    rows = result["rows"]
+    m = result["primary_metric"]
+    out: dict[str, Callable[[Path], Path]] = {}
+    if dataset.is_image:
+        def grids(path):
+            cells = []
+            for p, lab in zip(paths, labels):
+                ck = ckpt.Checkpoint(p)
+                model, x0 = ck.load_model(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
+                cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
+            return report.save_sample_grids(cells, path)
+        out["samples.png"] = grids
+    elif dataset.shape == (2,):
+        ref = reference_data(dataset, 1000, cfg.seed)
+        out["trajectories.png"] = lambda path: report.save_trajectories(
+            flow_panels(paths, labels, TRAJECTORY_POINTS, cfg.seed), path, reference=ref)
+    out["straightness.png"] = lambda path: report.save_round_curves(
+        [r["name"] for r in rows],
+        {"straightness": [r["straightness"] for r in rows],
+         "curvature": [r["curvature"] for r in rows],
+         "transport cost": [r["transport_cost"] for r in rows],
+         "transport cost (OT)": [r["ot_cost"] for r in rows]}, path)
+    out["quality.png"] = lambda path: report.save_nfe_curves(
+        {r["name"]: ([v["nfe"] for v in r["quality"].values()],
+                     [max(v[m], 1e-12) for v in r["quality"].values()]) for r in rows},
+        path, m.upper(),
+        references={r["name"]: (r["reference"]["nfe"], max(r["reference"][m], 1e-12))
+                    for r in rows})
+    return out
+
+
+def animate(dirs: list[str | Path], out: str | Path, *, n: int = 500, seed: int = 0,
+            steps: int = 60, frames: int = 40, fps: int = 12,
+            callback: Callback | None = None) -> Path:
+    """A GIF of ``n`` particles flowing from noise to data under each checkpoint (2-D data)."""
+    if n < 1 or steps < 1 or frames < 2 or fps < 1:
+        raise UserError("--n and --steps must be >= 1, --frames >= 2, --fps >= 1")
+    out = Path(out)
+    if out.suffix.lower() != ".gif":
+        raise UserError(f"--out {out} should end in .gif")
+    paths = find_checkpoints(dirs)
+    first = ckpt.Checkpoint(paths[0])
+    if first.shape != (2,):
+        raise UserError(f"animate draws 2-D data; {paths[0]} is for shape {list(first.shape)}")
+    panels = flow_panels(paths, _labels(paths), n, seed, steps)
+    ref = reference_data(load_dataset(first.config["data"], "test"), 1000, seed)
+    if callback:
+        callback({"event": "start", "total": frames, "label": "animate"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return report.save_flow_gif(panels, out, frames=frames, fps=fps, reference=ref,
+                                callback=callback)
