@@ -82,6 +82,9 @@ def _import(module: str, names: list[str]):
 
 
 # ------------------------------------------------------------------------------- objectives
+OT_BLOCK = 256   # rectflow.couplings.OTPairs' default block
+
+
 def torchcfm_loss(net: torch.nn.Module, ot: bool) -> Loss:
     """TorchCFM's I-CFM (``ConditionalFlowMatcher``) or OT-CFM (exact minibatch OT plan via
     POT, pairs sampled from the plan), both with sigma = 0, the library default."""
@@ -91,7 +94,13 @@ def torchcfm_loss(net: torch.nn.Module, ot: bool) -> Loss:
     matcher = cls(sigma=0.0)
 
     def loss(x0, x1, t):
-        t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1, t=t)
+        # OT-CFM's plan is solved per block of OT_BLOCK pairs, the minibatch rectflow's
+        # coupling="ot" uses, so both OT rows do the same assignment work per step
+        block = OT_BLOCK if ot else x0.shape[0]
+        parts = [matcher.sample_location_and_conditional_flow(x0[i:i + block], x1[i:i + block],
+                                                              t=t[i:i + block])
+                 for i in range(0, x0.shape[0], block)]
+        t, xt, ut = (torch.cat(p) for p in zip(*parts))
         return F.mse_loss(net(xt, t), ut)
     return loss
 

@@ -16,6 +16,7 @@ kill never leaves a half-written file under a final name. A snapshot folder is c
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,9 +61,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):   # some file systems cannot fsync a directory
+            os.fsync(fd)
     finally:
         os.close(fd)
 

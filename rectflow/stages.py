@@ -5,6 +5,7 @@ its parent, so a run's lineage rf1 → pairs → rf2 → ... can be read back wi
 """
 from __future__ import annotations
 
+import io
 import os
 import platform
 import shutil
@@ -17,7 +18,7 @@ import torch
 from . import __version__
 from . import checkpoint as ckpt
 from .couplings import COUPLINGS, make_source
-from .data import data_spec, load_dataset
+from .data import Normalization, data_spec, load_dataset
 from .data.pairs import MANIFEST, PLAN, PairsDataset, StoredPairs
 from .errors import CheckpointError, UserError
 from .evaluation import evaluate_model, noise
@@ -307,11 +308,9 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     model = ck.load_model(ema=use_ema)
     x0 = noise(n, ck.shape, seed, "sample-noise")
     sol = solve(model, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
-    from .data.base import Normalization
     norm = Normalization(**(ck.config.get("normalization") or {}))
     raw = norm.to_raw(sol.x).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    import io
     buf = io.BytesIO()
     np.save(buf, raw, allow_pickle=False)
     ckpt.atomic_write_bytes(out, buf.getvalue())

@@ -68,6 +68,8 @@ class TrainConfig:
         if self.batch_size % (self.grad_accum * world):
             raise UserError(f"--batch-size {self.batch_size} must be divisible by grad-accum x "
                             f"processes = {self.grad_accum * world}")
+        if self.log_with is not None:
+            _check_tracker(self.log_with)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -90,6 +92,20 @@ def make_accelerator(**kwargs) -> Accelerator:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         kwargs["cpu"] = True
     return Accelerator(**kwargs)
+
+
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
+            "comet_ml": "comet_ml", "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+
+
+def _check_tracker(name: str) -> None:
+    """Accelerate silently drops a tracker whose package is missing; say so instead."""
+    import importlib.util
+    if name not in TRACKERS:
+        raise UserError(f"unknown --log-with {name!r}; choose from {', '.join(TRACKERS)}")
+    if importlib.util.find_spec(TRACKERS[name]) is None:
+        raise UserError(f"--log-with {name} needs the {TRACKERS[name]} package "
+                        f"(pip install {TRACKERS[name]})")
 
 
 def flow_loss(model, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, loss: str = "l2",

@@ -79,6 +79,7 @@ CASES = [
     ("train-zero-lr", TRAIN + ["--lr", "0"], "--lr"),
     ("train-zero-hidden", TRAIN + ["--hidden", "0"], "hidden"),
     ("train-negative-depth", TRAIN + ["--depth", "-2"], "depth"),
+    ("train-unknown-tracker", TRAIN + ["--log-with", "nosuchtracker"], "--log-with"),
     ("train-unknown-time-dist", TRAIN + ["--time-dist", "gamma"], "time"),
     ("train-unknown-loss", TRAIN + ["--loss", "l7"], "loss"),
     ("train-unknown-coupling", TRAIN + ["--coupling", "magic"], "coupling"),
