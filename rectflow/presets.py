@@ -31,21 +31,12 @@ from .training import TrainConfig
 SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict}
 
-# CPU presets are sized for 2 cores (moons: a few minutes end to end); GPU presets are
+# CPU presets are sized for 2 cores (moons: about 90 s end to end, digits about 4 min); GPU presets are
 # starting points for `accelerate launch` and need --data-root.
+_TOY_2D = {"train": {"steps": 2000}, "couple": {"n": 50_000}, "reflow": {"steps": 1500},
+           "distill": {"steps": 1000}, "compare": {"n": 1000}}
 PRESETS: dict[str, dict] = {
-    "moons": {"data": "moons",
-              "train": {"steps": 2000}, "couple": {"n": 50_000},
-              "reflow": {"steps": 1500}, "distill": {"steps": 1000},
-              "compare": {"n": 1000}},
-    "8gaussians": {"data": "8gaussians",
-                   "train": {"steps": 2000}, "couple": {"n": 50_000},
-                   "reflow": {"steps": 1500}, "distill": {"steps": 1000},
-                   "compare": {"n": 1000}},
-    "checkerboard": {"data": "checkerboard",
-                     "train": {"steps": 2000}, "couple": {"n": 50_000},
-                     "reflow": {"steps": 1500}, "distill": {"steps": 1000},
-                     "compare": {"n": 1000}},
+    **{name: {"data": name, **_TOY_2D} for name in ("moons", "8gaussians", "checkerboard")},
     "digits": {"data": "digits", "model": {"width": 16},
                "train": {"steps": 2000, "batch_size": 128, "save_every": 500},
                "couple": {"n": 5000, "steps": 8, "batch_size": 1000},
