@@ -10,12 +10,9 @@ from rich.table import Table
 from rectflow import compare as cmp
 from rectflow.evaluation import EvalConfig
 
-from .eval import (Atol, FeaturesDir, FidWeights, N, Nfe, PathSteps, Rtol, Seed, Solver,
-                   eval_config)
-from .options import UseEma
+from .eval import FeaturesDir, evaluation_options
 from .progress import ProgressCallback
 
-D = EvalConfig()
 
 
 def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
@@ -51,25 +48,17 @@ def print_result(result: dict, out: Path) -> None:
               + ", ".join(result["pictures"].values()))
 
 
+@evaluation_options
 def compare(
+    config: EvalConfig,
     dirs: Annotated[list[Path], typer.Argument(help="Checkpoint folders, or one run folder from `rectflow run`.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare).")] = None,
-    nfe: Nfe = ",".join(str(k) for k in D.nfes),
-    solver: Solver = D.solver,
-    n: N = D.n,
-    seed: Seed = D.seed,
-    path_steps: PathSteps = D.path_steps,
-    rtol: Rtol = D.reference_rtol,
-    atol: Atol = D.reference_atol,
-    fid_weights: FidWeights = None,
     features_dir: FeaturesDir = None,
-    use_ema: UseEma = True,
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
-    cfg = eval_config(nfe, solver, n, seed, path_steps, rtol, atol, fid_weights, use_ema)
     if out is None:
         single = len(dirs) == 1 and not (dirs[0] / "config.json").is_file()
         out = dirs[0] / "compare" if single else Path("compare")
     with ProgressCallback("compare", "unit") as cb:
-        result = cmp.compare(dirs, out, cfg, features_dir=features_dir, callback=cb)
+        result = cmp.compare(dirs, out, config, features_dir=features_dir, callback=cb)
     print_result(result, out)

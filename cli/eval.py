@@ -10,7 +10,7 @@ from rich.table import Table
 from rectflow.evaluation import EvalConfig, evaluate_checkpoint
 from rectflow.solvers import FIXED
 
-from .options import Ckpt, UseEma
+from .options import Ckpt, UseEma, _param, with_options
 from .progress import ProgressCallback
 from .summary import path_table
 
@@ -46,6 +46,20 @@ def eval_config(nfe: str, solver: str, n: int, seed: int, path_steps: int, rtol:
                       use_ema=use_ema, fid_weights=str(fid_weights) if fid_weights else None)
 
 
+# eval and compare take the same evaluation options and receive ``config: EvalConfig``
+evaluation_options = with_options([
+    _param("nfe", Nfe, ",".join(str(k) for k in D.nfes)),
+    _param("solver", Solver, D.solver),
+    _param("n", N, D.n),
+    _param("seed", Seed, D.seed),
+    _param("path_steps", PathSteps, D.path_steps),
+    _param("rtol", Rtol, D.reference_rtol),
+    _param("atol", Atol, D.reference_atol),
+    _param("fid_weights", FidWeights, None),
+    _param("use_ema", UseEma, True),
+], lambda opts: eval_config(**opts))
+
+
 def quality_table(ev: dict) -> Table:
     metrics = list(ev["metrics"])
     t = Table(title=f"{ev['checkpoint']}: samples vs {ev['n_reference']} held-out points "
@@ -59,25 +73,17 @@ def quality_table(ev: dict) -> Table:
     return t
 
 
+@evaluation_options
 def evaluate(
+    config: EvalConfig,
     ckpt: Ckpt,
-    nfe: Nfe = ",".join(str(k) for k in D.nfes),
-    solver: Solver = D.solver,
-    n: N = D.n,
-    seed: Seed = D.seed,
-    path_steps: PathSteps = D.path_steps,
-    rtol: Rtol = D.reference_rtol,
-    atol: Atol = D.reference_atol,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write eval.json (default: the checkpoint folder).")] = None,
-    fid_weights: FidWeights = None,
     features_dir: FeaturesDir = None,
-    use_ema: UseEma = True,
     recompute: Annotated[bool, typer.Option(help="Ignore a cached eval.json with the same arguments.")] = False,
 ):
     """Evaluate a checkpoint: quality at each NFE, an adaptive reference, straightness."""
-    cfg = eval_config(nfe, solver, n, seed, path_steps, rtol, atol, fid_weights, use_ema)
     with ProgressCallback("eval", "solve") as cb:
-        ev = evaluate_checkpoint(ckpt, cfg, out=out, features_dir=features_dir,
+        ev = evaluate_checkpoint(ckpt, config, out=out, features_dir=features_dir,
                                  reuse=not recompute, callback=cb)
     con = Console()
     con.print(quality_table(ev))

@@ -52,12 +52,10 @@ def _training_params(d: TrainConfig) -> list[inspect.Parameter]:
     ]
 
 
-def training_options(defaults: TrainConfig, fixed_time: bool = False):
-    """Decorator: the command receives ``config: TrainConfig`` built from the shared options.
-    With ``fixed_time`` (distillation) the time options are left out."""
-    skip = {"time_dist", "logit_mean", "logit_std", "u_a"} if fixed_time else set()
-    extra = [p for p in _training_params(defaults) if p.name not in skip]
-    names = [p.name for p in extra]
+def with_options(params: list[inspect.Parameter], build):
+    """Decorator: append ``params`` (keyword-only) to a command's signature, so typer shows
+    them, and call the command with ``config=build({name: value})`` instead of the values."""
+    names = [p.name for p in params]
 
     def wrap(fn):
         sig = inspect.signature(fn)
@@ -66,16 +64,27 @@ def training_options(defaults: TrainConfig, fixed_time: bool = False):
         @functools.wraps(fn)
         def command(**kwargs):
             opts = {k: kwargs.pop(k) for k in names}
-            td = defaults.time_dist
-            if not fixed_time:
-                td = TimeDist(opts.pop("time_dist"), mean=opts.pop("logit_mean"),
-                              std=opts.pop("logit_std"), a=opts.pop("u_a"))
-                if td.kind not in TIME_DISTS or td.kind == "grid":
-                    raise typer.BadParameter(f"unknown time distribution {td.kind!r}",
-                                             param_hint="--time-dist")
-            return fn(config=TrainConfig(time_dist=td, **opts), **kwargs)
+            return fn(config=build(opts), **kwargs)
 
-        command.__signature__ = sig.replace(parameters=own + extra)
+        command.__signature__ = sig.replace(parameters=own + params)
         del command.__wrapped__
         return command
     return wrap
+
+
+def training_options(defaults: TrainConfig, fixed_time: bool = False):
+    """Decorator: the command receives ``config: TrainConfig`` built from the shared options.
+    With ``fixed_time`` (distillation) the time options are left out."""
+    skip = {"time_dist", "logit_mean", "logit_std", "u_a"} if fixed_time else set()
+
+    def build(opts: dict) -> TrainConfig:
+        td = defaults.time_dist
+        if not fixed_time:
+            td = TimeDist(opts.pop("time_dist"), mean=opts.pop("logit_mean"),
+                          std=opts.pop("logit_std"), a=opts.pop("u_a"))
+            if td.kind not in TIME_DISTS or td.kind == "grid":
+                raise typer.BadParameter(f"unknown time distribution {td.kind!r}",
+                                         param_hint="--time-dist")
+        return TrainConfig(time_dist=td, **opts)
+
+    return with_options([p for p in _training_params(defaults) if p.name not in skip], build)
