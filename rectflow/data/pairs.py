@@ -87,9 +87,7 @@ class PairsDataset:
             raise CheckpointError(f"shard {self.path / s['file']} is unreadable ({e})") from None
         if set(t) != {"x0", "x1", "index"}:
             raise CheckpointError(f"shard {s['file']} holds {sorted(t)}, not x0, x1, index")
-        if tuple(t["x0"].shape[1:]) != self.shape or t["x0"].shape != t["x1"].shape:
-            raise CheckpointError(f"shard {s['file']} holds shape {list(t['x0'].shape)}, "
-                                  f"manifest says {list(self.shape)}")
+        self._check_shape(s, tuple(t["x0"].shape), tuple(t["x1"].shape))
         lo, hi = s["start"], s["start"] + s["count"]
         if not torch.equal(t["index"], torch.arange(lo, hi)):
             raise CheckpointError(f"shard {s['file']} does not hold indices {lo}..{hi - 1} "
@@ -101,10 +99,26 @@ class PairsDataset:
                                "(corrupted or changed since it was written)")
 
     def verify(self) -> None:
-        """Check every shard's checksum now (reflow does this before it writes anything)."""
+        """Check every shard now, without loading its tensors: the checksum, and a safetensors
+        header holding x0/x1 of the manifest's shape (reflow and distill call this before they
+        touch --out)."""
+        from safetensors import safe_open
         for s in self.shards:
-            if sha256_file(self.path / s["file"]) != s["sha256"]:
+            path = self.path / s["file"]
+            if sha256_file(path) != s["sha256"]:
                 raise self._checksum_failed(s)
+            try:
+                with safe_open(str(path), "pt") as f:
+                    shapes = [tuple(f.get_slice(k).get_shape()) for k in ("x0", "x1")]
+            except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+                raise CheckpointError(f"shard {path} is not a valid pairs safetensors file "
+                                      f"({e})") from None
+            self._check_shape(s, shapes[0], shapes[1])
+
+    def _check_shape(self, s: dict, x0: tuple, x1: tuple) -> None:
+        if tuple(x0[1:]) != self.shape or tuple(x0) != tuple(x1):
+            raise CheckpointError(f"shard {self.path / s['file']} holds shape {list(x0)}, "
+                                  f"manifest says {list(self.shape)}")
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` pairs by index (for evaluation subsamples)."""
