@@ -14,7 +14,7 @@ from .progress import ProgressCallback
 def animate(
     ckpt: Annotated[list[Path], typer.Option("--ckpt", help="Checkpoint folder; repeat for one panel each, or give one run folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .gif file.")] = Path("flow.gif"),
-    n: Annotated[int, typer.Option(help="Number of particles.")] = 500,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of particles.")] = 500,
     steps: Annotated[int, typer.Option(help="Euler steps of each flow (fewer if a model is distilled).")] = 60,
     frames: Annotated[int, typer.Option(help="Frames of the animation.")] = 40,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 12,

@@ -8,11 +8,10 @@ from rich.console import Console
 from rich.table import Table
 
 from rectflow import compare as cmp
-from rectflow.evaluation import EvalConfig
+from rectflow.options import EvalConfig, resolve
 
 from .eval import FeaturesDir, evaluation_options
 from .progress import ProgressCallback
-
 
 
 def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
@@ -50,15 +49,16 @@ def print_result(result: dict, out: Path) -> None:
 
 @evaluation_options
 def compare(
-    config: EvalConfig,
-    dirs: Annotated[list[Path], typer.Argument(help="Checkpoint folders, or one run folder from `rectflow run`.")],
+    options: dict,
+    ckpt: Annotated[list[Path], typer.Option("--ckpt", help="Model folder; repeat for each, or give one run folder from `rectflow run`.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare).")] = None,
     features_dir: FeaturesDir = None,
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
+    cfg = resolve(EvalConfig, options)
     if out is None:
-        single = len(dirs) == 1 and not (dirs[0] / "config.json").is_file()
-        out = dirs[0] / "compare" if single else Path("compare")
-    with ProgressCallback("compare", "unit") as cb:
-        result = cmp.compare(dirs, out, config, features_dir=features_dir, callback=cb)
+        single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()
+        out = ckpt[0] / "compare" if single else Path("compare")
+    with ProgressCallback("compare", "part") as cb:
+        result = cmp.compare(ckpt, out, cfg, features_dir=features_dir, callback=cb)
     print_result(result, out)

@@ -1,12 +1,18 @@
-"""Turn known failures into one line on stderr and an exit code."""
+"""Turn known failures into one line on stderr and an exit code.
+
+Exit codes: 2 for anything the user can fix (a wrong option, a missing file, an output that
+exists, not enough memory or disk), 3 for a training run that diverged, 130/143 for Ctrl-C /
+SIGTERM after the stage saved what it had (the line says how to resume).
+"""
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
 
-from rectflow.errors import TrainingDiverged, UserError
+from rectflow.errors import OptionError, StageInterrupted, TrainingDiverged, UserError
 
 try:  # typer >= 0.26 vendors its own copy of click
     from typer._click import exceptions as _typer_click
@@ -17,21 +23,39 @@ try:  # typer >= 0.26 vendors its own copy of click
 except ImportError:  # older typer: plain click
     _USAGE, _CLICK, _ABORT = (click.UsageError,), (click.ClickException,), (click.exceptions.Abort,)
 
+# library words (Python terms) -> the flags that set them
+_FLAGS = [(r"\bpass overwrite\b", "pass --overwrite"), (r"\bwithout resume\b", "without --resume"),
+          (r"\bor resume to\b", "or --resume to"), (r"\bpass init\b", "pass --init"),
+          (r"\bpass model=", "pass model= (Python API)")]
+
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _cli_words(e: UserError) -> str:
+    if isinstance(e, OptionError):
+        return e.for_cli()
+    text = str(e)
+    for pattern, flag in _FLAGS:
+        text = re.sub(pattern, flag, text)
+    return text
+
+
 def _quiet_unless_main() -> None:
     """Under ``torchrun``/``accelerate launch`` every process runs the same command; only global
-    rank 0 prints tables and summaries, so a 2-process run does not show everything twice.
-    (Progress comes from library events, which only the main process emits.)"""
-    if int(os.environ.get("RANK", "0") or 0) > 0:
+    rank 0 prints tables and summaries. A stray RANK without a WORLD_SIZE > 1 is not a launch."""
+    try:
+        rank = int(os.environ.get("RANK", "0") or 0)
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return
+    if world > 1 and rank > 0:
         sys.stdout = open(os.devnull, "w")
 
 
 def run(command, argv: list[str] | None) -> int:
-    """Run the click command; known errors -> one line + exit 2 (3 for a diverged run).
+    """Run the click command; known errors -> one line + exit code (see the module docstring).
     ``RECTFLOW_DEBUG=1`` re-raises them with their traceback."""
     debug = os.environ.get("RECTFLOW_DEBUG") == "1"
     _quiet_unless_main()
@@ -49,8 +73,16 @@ def run(command, argv: list[str] | None) -> int:
     except (UserError, TrainingDiverged) as e:
         if debug:
             raise
-        print(f"rectflow: error: {_one_line(e)}", file=sys.stderr)
+        msg = _cli_words(e) if isinstance(e, UserError) else str(e)
+        print(f"rectflow: error: {_one_line(msg)}", file=sys.stderr)
         return 2 if isinstance(e, UserError) else 3
+    except StageInterrupted as e:
+        if debug:
+            raise
+        hint = f"; rerun the same command with --resume to continue from step {e.step}" \
+            if e.step else ""
+        print(f"rectflow: {_one_line(e)}{hint}", file=sys.stderr)
+        return 143 if e.signal == "SIGTERM" else 130
     except _ABORT:
         print("rectflow: aborted", file=sys.stderr)
         return 130

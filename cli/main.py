@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -20,6 +21,19 @@ app = typer.Typer(
     help="Rectified flows, reflow and distillation: train -> couple -> reflow -> distill.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rectflow import __version__
+        print(f"rectflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False):
+    """Rectified flows, reflow and distillation: train -> couple -> reflow -> distill."""
 for fn in (train, sample, couple, reflow, distill, compare, animate):
     app.command()(fn)
 app.command(name="eval")(evaluate)

@@ -1,8 +1,7 @@
-"""Options shared by several commands, declared once.
-
-:func:`training_options` adds the optimisation options to a command's signature, with the
-stage's own defaults shown in ``--help``, and hands the command a ready ``TrainConfig``.
-"""
+"""Command-line options built from the library's option tables (rectflow.options), so each
+option is declared once. An option the user does not type arrives as ``None`` (unset) and the
+library fills it: from the saved run on --resume, the --config file, then the defaults (shown
+in --help)."""
 
 import functools
 import inspect
@@ -11,60 +10,86 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.path import TIME_DISTS, TimeDist
-from rectflow.training import LOSSES, TrainConfig
+from rectflow.options import Opt
+from rectflow.path import TimeDist
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
-Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its last saved step, "
-                                             "with its saved settings (--steps may grow).")]
-Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint folder written by train/reflow/distill.")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output that rectflow made (the new one is swapped in when it completes).")]
+Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its last saved step; options you do not give keep their saved values.")]
+Ckpt = Annotated[Path, typer.Option("--ckpt", help="Model folder written by train/reflow/distill.")]
 UseEma = Annotated[bool, typer.Option("--use-ema/--no-ema", help="Use the EMA weights (default) or the raw ones.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file whose matching table (e.g. \\[train]) fills options not given here.")]
+Evaluate = Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the model when training ends (bounded: no adaptive reference).")]
+EvalN = Annotated[Optional[int], typer.Option("--eval-n", help="Samples of that evaluation (default 2000 for vectors, 500 for images).")]
+
+_PY = {int: int, float: float, str: str, bool: bool, tuple: str, TimeDist: str}
 
 
-def _param(name: str, annotation, default) -> inspect.Parameter:
+def _show(v) -> str:
+    if isinstance(v, TimeDist):
+        return v.kind
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def param(name: str, annotation, default) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=annotation)
 
 
-def _training_params(d: TrainConfig) -> list[inspect.Parameter]:
-    o = typer.Option
-    td = d.time_dist
-    return [
-        _param("steps", Annotated[int, o(help="Optimizer steps.")], d.steps),
-        _param("batch_size", Annotated[int, o(help="Global batch per step (split over processes).")], d.batch_size),
-        _param("lr", Annotated[float, o(help="Adam learning rate.")], d.lr),
-        _param("warmup", Annotated[int, o(help="Linear learning-rate warmup steps.")], d.warmup),
-        _param("grad_clip", Annotated[float, o(help="Clip the gradient norm to this (0: off).")], d.grad_clip),
-        _param("ema_decay", Annotated[float, o(help="Decay of the weights' moving average.")], d.ema_decay),
-        _param("grad_accum", Annotated[int, o(help="Micro-batches accumulated per step.")], d.grad_accum),
-        _param("mixed_precision", Annotated[str, o(help="no, fp16 or bf16 (through Accelerate).")], d.mixed_precision),
-        _param("loss", Annotated[str, o(help=f"Regression loss: {', '.join(LOSSES)}.")], d.loss),
-        _param("huber_c", Annotated[Optional[float], o(help="Pseudo-Huber c (default 0.00054*sqrt(D)).")], d.huber_c),
-        _param("time_dist", Annotated[str, o(help=f"Distribution of t: {', '.join(t for t in TIME_DISTS if t != 'grid')}.")], td.kind),
-        _param("logit_mean", Annotated[float, o(help="Mean of the logit-normal time distribution.")], td.mean),
-        _param("logit_std", Annotated[float, o(help="Std of the logit-normal time distribution.")], td.std),
-        _param("u_a", Annotated[float, o(help="Sharpness a of the U-shaped time distribution.")], td.a),
-        _param("seed", Annotated[int, o(help="Seed of every random draw.")], d.seed),
-        _param("save_every", Annotated[int, o(help="Save a resumable snapshot every N steps.")], d.save_every),
-        _param("log_every", Annotated[int, o(help="Log loss every N steps.")], d.log_every),
-        _param("log_with", Annotated[Optional[str], o(help="Also log through an Accelerate tracker, e.g. tensorboard.")], d.log_with),
-    ]
+def option_params(table: tuple[Opt, ...], shown: dict | None = None,
+                  skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """One typer option per entry of ``table``, unset (None) by default; ``shown`` holds the
+    defaults to print in --help where they differ from the option's own."""
+    shown = shown or {}
+    params = []
+    for o in table:
+        if o.name in skip:
+            continue
+        default = shown.get(o.name, o.default)
+        helptext = f"{o.help} [default: {_show(default) if default is not None else 'none'}]"
+        flags = [o.cli_flag] + ([o.short] if o.short else [])
+        if o.base_type is bool:
+            flags = [f"{o.cli_flag}/--no-{o.cli_flag[2:]}"]
+        params.append(param(o.name, Annotated[Optional[_PY[o.base_type]],
+                                             typer.Option(*flags, help=helptext,
+                                                          show_default=False)], None))
+        if o.base_type is TimeDist:
+            for extra, h in (("logit_mean", "Mean of the logit-normal time distribution."),
+                             ("logit_std", "Std of the logit-normal time distribution."),
+                             ("u_a", "Sharpness a of the U-shaped time distribution.")):
+                params.append(param(extra, Annotated[Optional[float], typer.Option(help=h)], None))
+    return params
 
 
-def with_options(params: list[inspect.Parameter], build):
-    """Decorator: append ``params`` (keyword-only) to a command's signature, so typer shows
-    them, and call the command with ``config=build({name: value})`` instead of the values."""
+def collect(values: dict) -> dict:
+    """The options the user typed, with the time distribution's parts joined into one."""
+    given = {k: v for k, v in values.items() if v is not None}
+    parts = {k: given.pop(k) for k in ("logit_mean", "logit_std", "u_a") if k in given}
+    if parts or "time_dist" in given:
+        td = {"kind": given.get("time_dist", "logit-normal" if "logit_mean" in parts or
+                                "logit_std" in parts else "u-shaped" if parts else "uniform")}
+        for k, field in (("logit_mean", "mean"), ("logit_std", "std"), ("u_a", "a")):
+            if k in parts:
+                td[field] = parts[k]
+        given["time_dist"] = td
+    return given
+
+
+def with_options(params: list[inspect.Parameter], target: str = "options"):
+    """Decorator: append ``params`` to a command's signature (so typer shows them) and call
+    the command with ``<target>=collect(values)`` instead of the separate values."""
     names = [p.name for p in params]
 
     def wrap(fn):
         sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "config"]
+        own = [p for p in sig.parameters.values() if p.name != target]
 
         @functools.wraps(fn)
         def command(**kwargs):
-            opts = {k: kwargs.pop(k) for k in names}
-            return fn(config=build(opts), **kwargs)
+            given = collect({k: kwargs.pop(k) for k in names})
+            return fn(**{target: given}, **kwargs)
 
         command.__signature__ = sig.replace(parameters=own + params)
         del command.__wrapped__
@@ -72,19 +97,12 @@ def with_options(params: list[inspect.Parameter], build):
     return wrap
 
 
-def training_options(defaults: TrainConfig, fixed_time: bool = False):
-    """Decorator: the command receives ``config: TrainConfig`` built from the shared options.
-    With ``fixed_time`` (distillation) the time options are left out."""
-    skip = {"time_dist", "logit_mean", "logit_std", "u_a"} if fixed_time else set()
-
-    def build(opts: dict) -> TrainConfig:
-        td = defaults.time_dist
-        if not fixed_time:
-            td = TimeDist(opts.pop("time_dist"), mean=opts.pop("logit_mean"),
-                          std=opts.pop("logit_std"), a=opts.pop("u_a"))
-            if td.kind not in TIME_DISTS or td.kind == "grid":
-                raise typer.BadParameter(f"unknown time distribution {td.kind!r}",
-                                         param_hint="--time-dist")
-        return TrainConfig(time_dist=td, **opts)
-
-    return with_options([p for p in _training_params(defaults) if p.name not in skip], build)
+def config_section(path: Optional[Path], section: str) -> dict:
+    """The ``[section]`` table of a --config TOML file (empty when no file is given)."""
+    if path is None:
+        return {}
+    from rectflow.presets import read_toml
+    table = read_toml(path).get(section, {})
+    if not isinstance(table, dict):
+        raise typer.BadParameter(f"[{section}] must be a table", param_hint="--config")
+    return table

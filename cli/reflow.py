@@ -6,33 +6,43 @@ from typing import Annotated, Optional
 import typer
 
 from rectflow import stages
-from rectflow.training import TrainConfig
+from rectflow.options import STAGE_DEFAULTS, TRAIN
 
-from .options import Out, Overwrite, Resume, UseEma, training_options
+from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, UseEma, config_section,
+                      option_params, with_options)
 from .progress import ProgressCallback
-from .summary import print_metrics
+from .summary import print_stage
 
 Pairs = Annotated[Path, typer.Option("--pairs", help="Coupling dataset folder written by couple.")]
-Init = Annotated[Optional[Path], typer.Option(help="Start from this checkpoint (default: the pairs' teacher).")]
+Init = Annotated[Optional[Path], typer.Option(help="Start from this model folder (default: the pairs' teacher).")]
+StageOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: reflow/ or distill/ beside the pairs folder).")]
 
 
-@training_options(stages.reflow_defaults())
-def reflow(config: TrainConfig, pairs: Pairs, out: Out, init: Init = None,
-           use_ema: UseEma = True, resume: Resume = False, overwrite: Overwrite = False):
+@with_options(option_params(TRAIN, STAGE_DEFAULTS["reflow"]))
+def reflow(options: dict, pairs: Pairs, out: StageOut = None, init: Init = None,
+           use_ema: UseEma = True, config: ConfigFile = None, evaluate: Evaluate = True,
+           eval_n: EvalN = None, resume: Resume = False, overwrite: Overwrite = False):
     """Train round k+1 on round k's pairs, starting from round k's weights."""
     with ProgressCallback("reflow") as cb:
-        path = stages.reflow(pairs, out, init=init, init_ema=use_ema, config=config,
-                             resume=resume, overwrite=overwrite, callback=cb)
-    print_metrics(path)
+        ck = stages.reflow(pairs, out or pairs.parent / "reflow", init=init, init_ema=use_ema,
+                           options=options, resume=resume, overwrite=overwrite, callback=cb,
+                           evaluate=evaluate, eval_n=eval_n,
+                           file_options=config_section(config, "reflow"))
+    print_stage(ck.path)
 
 
-@training_options(stages.distill_defaults(), fixed_time=True)
-def distill(config: TrainConfig, pairs: Pairs, out: Out,
+@with_options(option_params(TRAIN, STAGE_DEFAULTS["distill"], skip=("time_dist",)))
+def distill(options: dict, pairs: Pairs, out: StageOut = None,
             k: Annotated[int, typer.Option("--k", help="Euler steps the student is meant for.")] = 1,
-            init: Init = None, use_ema: UseEma = True, resume: Resume = False,
+            init: Init = None, use_ema: UseEma = True, config: ConfigFile = None,
+            evaluate: Evaluate = True, eval_n: EvalN = None, resume: Resume = False,
             overwrite: Overwrite = False):
     """Distill to k steps: k Euler steps from x0 land on the paired z1."""
+    section = config_section(config, "distill")
+    section.pop("k", None)
     with ProgressCallback("distill") as cb:
-        path = stages.distill(pairs, out, k=k, init=init, init_ema=use_ema, config=config,
-                              resume=resume, overwrite=overwrite, callback=cb)
-    print_metrics(path)
+        ck = stages.distill(pairs, out or pairs.parent / "distill", k=k, init=init,
+                            init_ema=use_ema, options=options, resume=resume,
+                            overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
+                            file_options=section)
+    print_stage(ck.path)

@@ -7,17 +7,17 @@ import typer
 from rich.console import Console
 
 from rectflow import stages
-from rectflow.solvers import METHODS
+from rectflow.options import SOLVERS
 
 from .options import Ckpt, Overwrite, UseEma
 
 
 def sample(
     ckpt: Ckpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy file (a .png picture is written beside it).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output .npy file, a .png picture beside it (default <ckpt>-samples.npy beside the model).")] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 1000,
-    steps: Annotated[Optional[int], typer.Option(help="Solver steps (default: what the checkpoint is meant for, e.g. 1 when distilled).")] = None,
-    solver: Annotated[str, typer.Option(help=f"ODE solver: {', '.join(METHODS)}.")] = "euler",
+    steps: Annotated[Optional[int], typer.Option(help="Solver steps (default: what the model is for, e.g. 1 when distilled).")] = None,
+    solver: Annotated[str, typer.Option(help=f"ODE solver: {', '.join(SOLVERS)}.")] = "euler",
     rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-5,
     atol: Annotated[float, typer.Option(help="dopri5 absolute tolerance.")] = 1e-5,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
@@ -25,7 +25,9 @@ def sample(
     overwrite: Overwrite = False,
 ):
     """Sample from a trained flow; writes samples in the data's own units."""
+    out = out or ckpt.parent / f"{ckpt.name}-samples.npy"
     r = stages.sample(ckpt, out, n=n, steps=steps, solver=solver, seed=seed, use_ema=use_ema,
                       rtol=rtol, atol=atol, overwrite=overwrite)
-    Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['nfe']} NFE)"
+    Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({solver}, {r['steps']} "
+                    f"steps, {r['nfe']:g} NFE per sample)"
                     + (f", picture {r['picture']}" if r["picture"] else ""))

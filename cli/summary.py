@@ -1,37 +1,60 @@
-"""Rich tables of a finished stage's metrics."""
+"""The one printer of an evaluation report (eval.json), used by train, reflow, distill and
+eval, and the path-metrics table of couple."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from rectflow.records import EvalReport
 
 console = Console()
 
 
 def path_table(title: str, path: dict) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("straightness", "per dim", "curvature", "transport cost", "OT cost", "grid"):
+    for col in ("straightness", "per dim", "curvature", "transport cost", "OT cost", "paths",
+                "grid"):
         t.add_column(col, justify="right")
     t.add_row(f"{path['straightness']:.4g}", f"{path['straightness_per_dim']:.4g}",
               f"{path['curvature']:.4g}", f"{path['transport_cost']:.4g}",
               f"{path['ot_cost']:.4g}" if "ot_cost" in path else "-",
+              str(path.get("n_paths", path.get("n", "-"))),
               f"{path.get('solver', '')} {path.get('steps', '')}".strip())
     return t
 
 
-def print_metrics(folder: Path) -> None:
-    f = Path(folder) / "metrics.json"
-    if not f.is_file():
-        console.print(f"wrote {folder}")
+def quality_table(ev: EvalReport) -> Table:
+    metrics = list(ev.metrics)
+    t = Table(title=f"{ev.checkpoint}: {ev.n} samples vs {ev.n_reference} held-out points "
+                    f"(seed {ev.seed})", title_justify="left")
+    for col in ("solver", "steps", "NFE", *(m.upper() for m in metrics)):
+        t.add_column(col, justify="right")
+    for v in ev.quality.values():
+        t.add_row(ev.solver, str(v["steps"]), f"{v['nfe']:g}", *(f"{v[m]:.4g}" for m in metrics))
+    r = ev.reference
+    if r:
+        t.add_row(f"dopri5 rtol {r['rtol']:g}", "adaptive", f"{r['nfe']:.4g}",
+                  *(f"{r[m]:.4g}" for m in metrics))
+    return t
+
+
+def print_report(ev: EvalReport | None, where=None) -> None:
+    if ev is None:
+        if where is not None:
+            console.print(f"wrote {where}")
         return
-    m = json.loads(f.read_text())
-    q = Table(title=f"{folder}: samples vs held-out data (n={m['n']})", title_justify="left")
-    q.add_column("NFE", justify="right")
-    q.add_column("W2", justify="right")
-    q.add_column("MMD", justify="right")
-    for k, v in m["quality"].items():
-        q.add_row(str(v["nfe"]), f"{v['w2']:.4f}", f"{v['mmd']:.4f}")
-    console.print(q)
-    console.print(path_table("path metrics", m["path"]))
+    console.print(quality_table(ev))
+    console.print(path_table("path metrics (transport cost vs exact OT cost of the same "
+                             "endpoints)", ev.path))
+    if ev.classifier and "test_accuracy" in ev.classifier:
+        console.print(f"FD features: {ev.classifier.get('dataset')} classifier, held-out "
+                      f"accuracy {ev.classifier['test_accuracy']:.1%}")
+    if where is not None:
+        console.print(f"{'cached' if getattr(ev, 'cached', False) else 'wrote'} {where}")
+
+
+def print_stage(path) -> None:
+    """After train/reflow/distill: the stage's own eval.json, if it evaluated."""
+    from pathlib import Path
+    f = Path(path) / EvalReport.FILENAME
+    print_report(EvalReport.read(f) if f.is_file() else None, path)

@@ -7,16 +7,17 @@ import typer
 
 from rectflow import stages
 from rectflow.data import DATASETS
-from rectflow.training import TrainConfig
+from rectflow.options import TRAIN
 
-from .options import Overwrite, Resume, training_options
+from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, config_section,
+                      option_params, with_options)
 from .progress import ProgressCallback
-from .summary import print_metrics
+from .summary import print_stage
 
 
-@training_options(TrainConfig())
+@with_options(option_params(TRAIN))
 def train(
-    config: TrainConfig,
+    options: dict,
     data: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}, an image folder, or a .npy/.npz/.safetensors [N, D] file.")] = "moons",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default checkpoints/<data>/rf1).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10/imagefolder data.")] = None,
@@ -27,6 +28,9 @@ def train(
     hidden: Annotated[Optional[int], typer.Option(help="MLP: hidden width (default 256).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="MLP: hidden layers (default 3).")] = None,
     width: Annotated[Optional[int], typer.Option(help="U-Net: base channels.")] = None,
+    config: ConfigFile = None,
+    evaluate: Evaluate = True,
+    eval_n: EvalN = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
 ):
@@ -35,8 +39,9 @@ def train(
              if v is not None}
     out = out or Path("checkpoints") / Path(data).stem / "rf1"
     with ProgressCallback("train") as cb:
-        path = stages.train(out, data, data_root=str(data_root) if data_root else None,
-                            download=download, resolution=resolution, channels=channels,
-                            coupling=coupling, model=model, config=config, resume=resume,
-                            overwrite=overwrite, callback=cb)
-    print_metrics(path)
+        ck = stages.train(out, data, data_root=str(data_root) if data_root else None,
+                          download=download, resolution=resolution, channels=channels,
+                          coupling=coupling, model=model, options=options, resume=resume,
+                          overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
+                          file_options=config_section(config, "train"))
+    print_stage(ck.path)

@@ -1,29 +1,34 @@
 """rectflow: rectified flows, reflow and distillation on Accelerate.
 
+The public API (see :mod:`rectflow.api`)::
+
+    import rectflow
+    flow = rectflow.train(data="moons", steps=2000)
+    samples = flow.sample(1000, steps=1)
+
 The conventions (time direction, shapes, names) are documented in :mod:`rectflow.path`.
+Importing rectflow changes no global state and imports neither the CLI nor torch until an
+API function is used.
 """
-__version__ = "0.1.0"
+from __future__ import annotations
+
+__version__ = "0.2.0"
+
+__all__ = ["__version__", "Flow", "load", "train", "reflow", "distill", "evaluate", "compare"]
+
+# From a source checkout (``python -m pytest`` in the repository root), the top-level ``cli/``
+# folder is where ``rectflow.cli`` lives; an installed rectflow has it as a subpackage. Only the
+# search path is extended here: nothing is imported.
+import os as _os
+
+_here = _os.path.dirname(__file__)
+if not _os.path.isdir(_os.path.join(_here, "cli")) and \
+        _os.path.isfile(_os.path.join(_here, "..", "cli", "__init__.py")):
+    __path__.append(_os.path.join(_here, ".."))   # noqa: F821 - set by the import system
 
 
-def _source_tree_cli() -> None:
-    """The top-level ``cli/`` folder installs as ``rectflow.cli``. When ``rectflow`` is imported
-    straight from a source checkout instead (``python -m pytest`` or ``python -m
-    rectflow.cli.main`` run in the repository root put it first on ``sys.path``), map that
-    folder to ``rectflow.cli`` the same way, so both ways of running agree."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    cli = here.parent / "cli"
-    if (here / "cli").is_dir() or not (cli / "__init__.py").is_file() \
-            or "rectflow.cli" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "rectflow.cli", cli / "__init__.py", submodule_search_locations=[str(cli)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rectflow.cli"] = module
-    spec.loader.exec_module(module)
-
-
-_source_tree_cli()
+def __getattr__(name: str):
+    if name in ("Flow", "load", "train", "reflow", "distill", "evaluate", "compare"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'rectflow' has no attribute {name!r}")

@@ -16,99 +16,24 @@ kill never leaves a half-written file under a final name. A snapshot folder is c
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
 from .errors import CheckpointError
+from .records import RunCard
+from .records.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors,
+                            read_json, save_tensors, sha256_file)
 
-CONFIG = "config.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+__all__ = ["CONFIG", "STATE", "Checkpoint", "atomic_write_bytes", "atomic_write_json",
+           "load_tensors", "read_json", "save_tensors", "sha256_file", "save_snapshot",
+           "latest_snapshot", "load_snapshot", "load_weights"]
+
+CONFIG = RunCard.FILENAME
 STATE = "state"
-
-
-# ------------------------------------------------------------------------------- atomic IO
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes 0600; final files get the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):   # some file systems cannot fsync a directory
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
-                 metadata: dict[str, str] | None = None) -> str:
-    """Write tensors as safetensors atomically; returns the file's sha256."""
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; anything else (a pickle, a truncated file) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a valid safetensors file ({e})") from None
-
-
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} should hold a JSON object")
-    return obj
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -169,7 +94,7 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
     atomic_write_json(tmp / "meta.json", {**meta, "step": step})
     shutil.rmtree(snap, ignore_errors=True)
     os.replace(tmp, snap)
-    _fsync_dir(root)
+    fsync_dir(root)
     atomic_write_bytes(root / "LATEST", snap.name.encode())
     old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != snap.name)
     for p in old[: max(0, len(old) - (keep - 1))]:
@@ -207,27 +132,23 @@ def load_snapshot(snap: Path) -> dict:
 
 # ---------------------------------------------------------------------- reading a checkpoint
 class Checkpoint:
-    """A trained model folder, read back: its config and a way to rebuild the model."""
+    """A trained model folder, read back: its run card and a way to rebuild the model."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_dir():
             raise CheckpointError(f"checkpoint folder {self.path} does not exist")
-        self.config = read_json(self.path / CONFIG)
-        for key in ("model", "data", "shape"):
-            if key not in self.config:
-                raise CheckpointError(f"{self.path / CONFIG} has no {key!r} entry; "
-                                      "is this a rectflow checkpoint?")
-        if not isinstance(self.config["model"], dict) or "type" not in self.config["model"]:
-            raise CheckpointError(f"{self.path / CONFIG}: 'model' must be a dict with a 'type'")
+        if not (self.path / CONFIG).is_file():
+            raise CheckpointError(f"{self.path} has no {CONFIG}; is it a rectflow model folder?")
+        self.card = RunCard.read(self.path / CONFIG)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.config["shape"])
+        return tuple(self.card.shape)
 
     @property
     def complete(self) -> bool:
-        return bool(self.config.get("complete"))
+        return bool(self.card.complete)
 
     def weights_path(self, ema: bool = True) -> Path:
         p = self.path / ("ema.safetensors" if ema else "model.safetensors")
@@ -235,8 +156,18 @@ class Checkpoint:
             raise CheckpointError(f"{p} does not exist; did training finish a first save?")
         return p
 
-    def load_model(self, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
-        from .models import build_model
-        model = build_model(self.config["model"])
-        load_weights(model, self.weights_path(ema))
-        return model.to(device).eval()
+    def load_model(self, ema: bool = True, device: str | torch.device = "cpu",
+                   module: torch.nn.Module | None = None) -> torch.nn.Module:
+        """The network with its trained weights. A model of the user's own class is not
+        rebuilt from JSON: pass an instance as ``module`` and its weights are loaded into it."""
+        from .models import build_model, custom_class
+        path = self.weights_path(ema)
+        self.card.check_weights(path)
+        if module is None:
+            if self.card.is_custom:
+                cls = custom_class(self.card.model)
+                raise CheckpointError(f"{self.path} holds weights of your own model class "
+                                      f"{cls}; load it with rectflow.load(path, model={cls}(...))")
+            module = build_model(self.card.model)
+        load_weights(module, path)
+        return module.to(device).eval()

@@ -23,10 +23,13 @@ import torch
 
 from . import checkpoint as ckpt
 from . import report
+from .checkpoint import Checkpoint
 from .data import load_dataset
 from .errors import UserError
-from .evaluation import (METRIC_NOTES, EvalConfig, default_features_dir, evaluate_checkpoint,
-                         noise, primary_metric, reference_data)
+from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint, noise,
+                         reference_data)
+from .options import EvalConfig
+from .records import EvalReport
 from .solvers import solve
 from .stages import lineage
 
@@ -56,23 +59,20 @@ def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
                  if (c / ckpt.CONFIG).is_file() and _stage(c) in MODEL_STAGES]
         if not paths:
             raise UserError(f"{run} holds no checkpoint folders (with config.json)")
-    cks = [(p, ckpt.Checkpoint(p).config) for p in paths]
-    for p, cfg in cks:
-        if cfg.get("stage") not in MODEL_STAGES:
-            raise UserError(f"{p} is a {cfg.get('stage')!r} folder, not a model checkpoint")
-    cks.sort(key=lambda pc: (int(pc[1].get("round", 1)), STAGE_ORDER[pc[1]["stage"]]))
+    cks = [(p, Checkpoint(p).card) for p in paths]
+    cks.sort(key=lambda pc: (pc[1].round, STAGE_ORDER[pc[1].stage]))
     first = cks[0][1]
-    for p, cfg in cks[1:]:
-        if cfg["data"] != first["data"] or cfg["shape"] != first["shape"]:
-            raise UserError(f"{p} was trained on {cfg['data'].get('name')} {cfg['shape']}, "
-                            f"{cks[0][0]} on {first['data'].get('name')} {first['shape']}; "
+    for p, card in cks[1:]:
+        if card.data != first.data or card.shape != first.shape:
+            raise UserError(f"{p} was trained on {card.data.get('name')} {card.shape}, "
+                            f"{cks[0][0]} on {first.data.get('name')} {first.shape}; "
                             "compare checkpoints of one dataset")
     return [p for p, _ in cks]
 
 
 def _stage(folder: Path) -> str | None:
     try:
-        return ckpt.read_json(folder / ckpt.CONFIG).get("stage")
+        return Checkpoint(folder).card.stage
     except UserError:
         return None
 
@@ -88,50 +88,59 @@ def flow_panels(paths: list[Path], labels: list[str], n: int, seed: int,
     grid of ``steps`` steps, or fewer when the model is meant for fewer (a distilled one)."""
     panels = []
     for path, label in zip(paths, labels):
-        ck = ckpt.Checkpoint(path)
-        k = min(steps, int(ck.config.get("sample", {}).get("steps", steps)))
+        ck = Checkpoint(path)
+        k = min(steps, int(ck.card.sample["steps"]))
         x0 = noise(n, ck.shape, seed, "compare-trajectories")
         sol = solve(ck.load_model(), x0, method="euler", steps=k, record=True)
         panels.append((f"{label} ({k} step{'s' if k > 1 else ''})", sol.trajectory))
     return panels
 
 
-def _row(label: str, path: Path, ev: dict, metrics: list[str]) -> dict:
+def _row(label: str, path: Path, ev: EvalReport, metrics: list[str]) -> dict:
     chain = lineage(path)
-    return {"name": label, "path": str(path), "stage": ev["stage"], "round": ev["round"],
+    card = Checkpoint(path).card
+    return {"name": label, "path": str(path), "stage": ev.stage, "round": ev.round,
             "lineage": [Path(c["path"]).name for c in chain],
-            **{k: ev["path"][k] for k in PATH_KEYS},
-            "quality": {k: {m: v.get(m) for m in ("nfe", *metrics)}
-                        for k, v in ev["quality"].items()},
-            "reference": {m: ev["reference"].get(m) for m in ("nfe", *metrics)},
-            "cached": bool(ev.get("cached"))}
+            "parent": card.parent,
+            **{k: ev.path[k] for k in PATH_KEYS}, "n_paths": ev.path.get("n_paths"),
+            "quality": {k: {m: v.get(m) for m in ("steps", "nfe", *metrics)}
+                        for k, v in ev.quality.items()},
+            "reference": ({m: ev.reference.get(m) for m in ("nfe", *metrics)}
+                          if ev.reference else None),
+            "cached": bool(getattr(ev, "cached", False))}
 
 
 def table(result: dict) -> tuple[list[str], list[list]]:
     """The comparison as headers + rows: path metrics, the lead quality metric at every NFE,
     and the adaptive reference. Shared by compare.md and the CLI's rich table."""
     m = result["primary_metric"]
-    nfes = [str(k) for k in result["args"]["nfes"]]
+    nfes = [str(k) for k in result["args"]["steps"]]
     headers = (["model", "stage", "round", "straightness", "S/D", "curvature", "transport",
                 "OT cost"] + [f"{m.upper()} @{k}" for k in nfes]
                + [f"{m.upper()} dopri5", "dopri5 NFE"])
     rows = [[r["name"], r["stage"], r["round"], r["straightness"], r["straightness_per_dim"],
              r["curvature"], r["transport_cost"], r["ot_cost"]]
-            + [r["quality"][k][m] for k in nfes] + [r["reference"][m], r["reference"]["nfe"]]
+            + [r["quality"][k][m] for k in nfes] + _ref(r, m)
             for r in result["rows"]]
     return headers, rows
 
 
+def _ref(row: dict, m: str) -> list:
+    ref = row["reference"] or {}
+    return [ref.get(m), ref.get("nfe")]
+
+
 def flat_table(result: dict) -> tuple[list[str], list[list]]:
     """Every number of every row, one column each (compare.csv)."""
-    metrics, nfes = result["metrics"], [str(k) for k in result["args"]["nfes"]]
+    metrics, nfes = result["metrics"], [str(k) for k in result["args"]["steps"]]
     headers = (["model", "stage", "round", "lineage", *PATH_KEYS]
-               + [f"{m}_nfe{k}" for m in metrics for k in nfes]
+               + [f"{m}_steps{k}" for m in metrics for k in nfes]
                + [f"{m}_dopri5" for m in metrics] + ["dopri5_nfe"])
     rows = [[r["name"], r["stage"], r["round"], " > ".join(r["lineage"])]
             + [r[k] for k in PATH_KEYS]
             + [r["quality"][k][m] for m in metrics for k in nfes]
-            + [r["reference"][m] for m in metrics] + [r["reference"]["nfe"]]
+            + [(r["reference"] or {}).get(m) for m in metrics]
+            + [(r["reference"] or {}).get("nfe")]
             for r in result["rows"]]
     return headers, rows
 
@@ -147,15 +156,15 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is a file")
     labels = _labels(paths)
-    first = ckpt.Checkpoint(paths[0])
-    spec = first.config["data"]
+    first = Checkpoint(paths[0])
+    spec = first.card.data
     dataset = load_dataset(spec, "test")
     fdir = Path(features_dir) if features_dir is not None else default_features_dir(paths[0])
     if dataset.is_image:   # train the feature classifier now, with its own progress
         from .features import classifier
         classifier(spec, fdir, callback)
     emit = callback or (lambda e: None)
-    per_eval = len(cfg.nfes) + 2
+    per_eval = len(cfg.steps) + 1 + int(cfg.adaptive)
     pictures = 3
     total = per_eval * len(paths) + pictures
     emit({"event": "start", "total": total, "label": "compare"})
@@ -164,16 +173,17 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
         def inner(e, base=i * per_eval):
             if e.get("event") == "progress":
                 emit({"event": "progress", "done": base + e["done"]})
-        ev = evaluate_checkpoint(p, cfg, features_dir=fdir, callback=inner)
+        ev = evaluate_checkpoint(p, cfg, out=out / "evals" / f"{labels[i].replace('/', '-')}.json",
+                                 features_dir=fdir, callback=inner)
         emit({"event": "progress", "done": (i + 1) * per_eval})
         evals.append(ev)
-    metrics = list(evals[0]["metrics"])
-    result = {"format": "rectflow/compare", "version": 1, "data": spec,
+    metrics = list(evals[0].metrics)
+    result = {"format": "rectflow/compare", "version": 2, "data": spec,
               "args": cfg.to_json(), "metrics": metrics,
               "metric_notes": {k: METRIC_NOTES[k] for k in (*metrics, *PATH_KEYS)},
-              "primary_metric": primary_metric(evals[0]),
-              "n_reference": evals[0]["n_reference"],
-              "classifier": evals[0].get("classifier"),
+              "primary_metric": evals[0].primary_metric,
+              "n": evals[0].n, "n_reference": evals[0].n_reference,
+              "classifier": evals[0].classifier,
               "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
     out.mkdir(parents=True, exist_ok=True)
     done = per_eval * len(paths)
@@ -200,7 +210,7 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
         def grids(path):
             cells = []
             for p, lab in zip(paths, labels):
-                ck = ckpt.Checkpoint(p)
+                ck = Checkpoint(p)
                 model, x0 = ck.load_model(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
                 cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
             return report.save_sample_grids(cells, path)
@@ -220,7 +230,7 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
                      [max(v[m], 1e-12) for v in r["quality"].values()]) for r in rows},
         path, m.upper(),
         references={r["name"]: (r["reference"]["nfe"], max(r["reference"][m], 1e-12))
-                    for r in rows})
+                    for r in rows if r["reference"]})
     return out
 
 
@@ -234,11 +244,11 @@ def animate(dirs: list[str | Path], out: str | Path, *, n: int = 500, seed: int 
     if out.suffix.lower() != ".gif":
         raise UserError(f"--out {out} should end in .gif")
     paths = find_checkpoints(dirs)
-    first = ckpt.Checkpoint(paths[0])
+    first = Checkpoint(paths[0])
     if first.shape != (2,):
         raise UserError(f"animate draws 2-D data; {paths[0]} is for shape {list(first.shape)}")
     panels = flow_panels(paths, _labels(paths), n, seed, steps)
-    ref = reference_data(load_dataset(first.config["data"], "test"), 1000, seed)
+    ref = reference_data(load_dataset(first.card.data, "test"), 1000, seed)
     if callback:
         callback({"event": "start", "total": frames, "label": "animate"})
     out.parent.mkdir(parents=True, exist_ok=True)

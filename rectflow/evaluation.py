@@ -4,34 +4,29 @@ Everything is drawn from generators seeded by ``seed``, so two models evaluated 
 arguments see the same noise and the same reference data: that is what makes the rounds of a
 reflow run comparable number for number.
 
-Two entry points:
-
-* :func:`evaluate_model` — the quick look that every training stage stores as ``metrics.json``;
-* :func:`evaluate_checkpoint` — the full evaluation behind ``rectflow eval`` and ``compare``:
-  quality at each NFE plus an adaptive dopri5 reference, path metrics with their OT reference,
-  and for images a Fréchet distance on the features of a small classifier (and, given local
-  Inception weights, the standard FID). It is stored as ``eval.json`` with the arguments that
-  produced it, and reused when asked again with the same arguments and weights.
+One entry point, :func:`evaluate_checkpoint`, and one record, :class:`EvalReport`
+(``eval.json``): quality at each step count (with the NFE each took), optionally an adaptive
+dopri5 reference, path metrics with their OT reference, and for images a Fréchet distance on
+the features of a small classifier (and, given local Inception weights, the standard FID).
+Training stages run the same evaluation on a bounded budget (:func:`stage_report`).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import checkpoint as ckpt
+from .checkpoint import Checkpoint
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .metrics import MMD_BANDWIDTHS, PathStats, mmd, ot_cost, w2
+from .options import EvalConfig
+from .records import EvalReport, sha256_file
 from .seeding import generator
-from .solvers import FIXED, solve
-
-EVAL_FORMAT = "rectflow/eval"
-EVAL_VERSION = 1
+from .solvers import solve
 
 METRIC_NOTES = {
     "w2": "exact 2-Wasserstein distance between m samples and m held-out data points: the "
@@ -71,15 +66,15 @@ def reference_data(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
 
 def path_metrics(velocity, x0: torch.Tensor, solver: str = "euler", steps: int = 100,
                  ot_subsample: int = 2000, **solver_kw) -> dict:
-    """Straightness, curvature and transport cost of the flow from ``x0``, with the exact OT
-    cost of the same endpoints on the first ``ot_subsample`` points."""
+    """Straightness, curvature, transport cost and the exact OT cost of the flow, all on one
+    set of endpoints: the first ``min(len(x0), ot_subsample)`` source points (``n_paths``)."""
+    x0 = x0[:ot_subsample]
     stats = PathStats(math.prod(x0.shape[1:]))
     sol = solve(velocity, x0, method=solver, steps=steps, observer=stats.observer, **solver_kw)
     stats.finish(x0, sol.x)
     out = stats.result()
-    m = min(ot_subsample, x0.shape[0])
-    out["ot_cost"] = ot_cost(x0[:m], sol.x[:m])
-    out["ot_subsample"] = m
+    out["ot_cost"] = ot_cost(x0, sol.x)
+    out["n_paths"] = int(x0.shape[0])
     out["solver"], out["steps"], out["nfe"] = solver, steps, sol.nfe
     return out
 
@@ -89,62 +84,7 @@ def quality(samples: torch.Tensor, reference: torch.Tensor) -> dict:
     return {"w2": w2(samples[:m], reference[:m]), "mmd": mmd(samples[:m], reference[:m])}
 
 
-def evaluate_model(model: torch.nn.Module, dataset: Dataset, nfes=(1, 2, 4, 8), n: int = 2000,
-                   seed: int = 0, solver: str = "euler", path_steps: int = 100,
-                   device: str | torch.device = "cpu") -> dict:
-    """W2/MMD of samples at each NFE against held-out data, and path metrics on a fine grid."""
-    model = model.to(device).eval()
-    x0 = noise(n, dataset.shape, seed).to(device)
-    ref = reference_data(dataset, n, seed)
-    result = {"n": n, "seed": seed, "solver": solver, "quality": {}}
-    for k in nfes:
-        sol = solve(model, x0, method=solver, steps=k)
-        result["quality"][str(k)] = {"nfe": sol.nfe, **quality(sol.x.cpu(), ref)}
-    result["path"] = path_metrics(model, x0, "euler", path_steps)
-    return result
-
-
 # ------------------------------------------------------------------------- full evaluation
-@dataclass
-class EvalConfig:
-    """What ``rectflow eval`` / ``compare`` measure. Every field is part of the cache key."""
-
-    nfes: tuple[int, ...] = (1, 2, 4, 8, 16)
-    solver: str = "euler"
-    n: int = 2000
-    seed: int = 0
-    path_steps: int = 100
-    reference_rtol: float = 1e-5
-    reference_atol: float = 1e-5
-    ot_subsample: int = 2000
-    image_w2_subsample: int = 500
-    use_ema: bool = True
-    fid_weights: str | None = None
-
-    def validate(self) -> None:
-        self.nfes = tuple(sorted({int(k) for k in self.nfes}))
-        if not self.nfes or self.nfes[0] < 1:
-            raise UserError("--nfe needs one or more step counts >= 1, e.g. 1,2,4,8")
-        if self.solver not in FIXED:
-            raise UserError(f"--solver must be a fixed-step solver ({', '.join(FIXED)}); the "
-                            "adaptive dopri5 reference is always added")
-        for name in ("n", "path_steps", "ot_subsample", "image_w2_subsample"):
-            if getattr(self, name) < (2 if name == "n" else 1):
-                raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(self, name)}")
-        if not (self.reference_rtol > 0 and self.reference_atol > 0):
-            raise UserError("the dopri5 reference tolerances must be > 0")
-        if self.fid_weights is not None:
-            p = Path(self.fid_weights)
-            if not p.is_file():
-                raise UserError(f"--fid-weights {p} does not exist")
-            self.fid_weights = str(p.resolve())
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["nfes"] = list(self.nfes)
-        return d
-
-
 def default_features_dir(ckpt_dir: str | Path) -> Path:
     """Where the feature classifiers are cached: ``<checkpoints root>/.features``, the root
     being the nearest enclosing folder named ``checkpoints``, else the checkpoint's parent
@@ -176,7 +116,7 @@ class Scorer:
             self.info["classifier"] = finfo
             if cfg.fid_weights:
                 self.extractors["fid"] = features.Extractor(features.inception(cfg.fid_weights))
-                self.info["fid_weights_sha256"] = ckpt.sha256_file(cfg.fid_weights)
+                self.info["fid_weights_sha256"] = sha256_file(cfg.fid_weights)
             self.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
 
     @staticmethod
@@ -205,68 +145,102 @@ class Scorer:
                 "fid_weights_sha256": self.info.get("fid_weights_sha256")}
 
 
-def _cached(path: Path, args: dict) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        old = ckpt.read_json(path)
-    except UserError:
-        return None
-    return old if old.get("format") == EVAL_FORMAT and old.get("args") == args else None
+def _weights(ck: Checkpoint, use_ema: bool) -> Path:
+    return ck.weights_path(use_ema)
 
 
 def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, *,
                         out: str | Path | None = None, features_dir: str | Path | None = None,
                         reuse: bool = True, callback: Callable[[dict], None] | None = None,
-                        device: str | torch.device = "cpu") -> dict:
-    """Evaluate one checkpoint; write ``eval.json`` (into the checkpoint folder unless ``out``
-    names a file or folder) and return it. An existing ``eval.json`` made with the same
-    arguments, weights and feature networks is returned as it is (``"cached": true``)."""
+                        device: str | torch.device = "cpu",
+                        model: torch.nn.Module | None = None) -> EvalReport:
+    """Evaluate one checkpoint and return its :class:`EvalReport`, written to ``out`` (a
+    ``.json`` file, or a folder to hold ``eval.json``) when given. A report already at ``out``
+    (or the model folder's own ``eval.json``) made from the same arguments and the same weights
+    (sha256) is returned as it is, with ``cached`` set."""
     cfg = config or EvalConfig()
     cfg.validate()
-    ck = ckpt.Checkpoint(ckpt_dir)
-    target = Path(out) if out is not None else ck.path / "eval.json"
-    if target.suffix != ".json":
-        target = target / "eval.json"
-    if target.exists() and target.is_dir():
-        raise UserError(f"--out {target} is a folder")
+    if cfg.fid_weights is not None and not Path(cfg.fid_weights).is_file():
+        raise UserError(f"fid_weights {cfg.fid_weights} does not exist")
+    ck = Checkpoint(ckpt_dir)
+    target = None
+    if out is not None:
+        target = Path(out)
+        if target.suffix != ".json":
+            target = target / EvalReport.FILENAME
+        if target.is_dir():
+            raise UserError(f"output {target} is a folder")
     emit = callback or (lambda e: None)
-    dataset = load_dataset(ck.config["data"], "test")
+    dataset = load_dataset(ck.card.data, "test")
     if tuple(dataset.shape) != ck.shape:
         raise UserError(f"{ck.path}: the model is for shape {list(ck.shape)} but its data now "
                         f"has shape {list(dataset.shape)}")
     fdir = Path(features_dir) if features_dir is not None else default_features_dir(ck.path)
     ref = reference_data(dataset, cfg.n, cfg.seed)
-    scorer = Scorer(ck.config["data"], dataset, ref, cfg, fdir, callback)
-    args = {**cfg.to_json(), "weights_sha256": ckpt.sha256_file(ck.weights_path(cfg.use_ema)),
-            "data": ck.config["data"], **scorer.key(), "version": EVAL_VERSION}
-    if reuse and (old := _cached(target, args)) is not None:
-        return {**old, "cached": True}
+    scorer = Scorer(ck.card.data, dataset, ref, cfg, fdir, callback)
+    weights_sha = sha256_file(_weights(ck, cfg.use_ema))
+    args = {**cfg.to_json(), "data": ck.card.data, **scorer.key()}
+    if reuse:
+        for cand in (target, ck.path / EvalReport.FILENAME):
+            old = _cached(cand, args, weights_sha)
+            if old is not None:
+                old.cached = True
+                return old
 
     started = time.perf_counter()
-    model = ck.load_model(ema=cfg.use_ema, device=device)
+    net = ck.load_model(ema=cfg.use_ema, device=device, module=model)
     x0 = noise(cfg.n, ck.shape, cfg.seed).to(device)
-    emit({"event": "start", "total": len(cfg.nfes) + 2, "label": ck.path.name})
+    total = len(cfg.steps) + 1 + int(cfg.adaptive)
+    emit({"event": "start", "total": total, "label": f"evaluating {ck.path.name}"})
     q: dict = {}
-    for i, k in enumerate(cfg.nfes):
-        sol = solve(model, x0, method=cfg.solver, steps=k)
+    for i, k in enumerate(cfg.steps):
+        sol = solve(net, x0, method=cfg.solver, steps=k)
         q[str(k)] = {"steps": k, "nfe": sol.nfe, **scorer(sol.x)}
-        emit({"event": "progress", "done": i + 1})
-    sol = solve(model, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
-    reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
-                 "nfe": sol.nfe, **scorer(sol.x)}
-    emit({"event": "progress", "done": len(cfg.nfes) + 1})
-    path = path_metrics(model, x0, "euler", cfg.path_steps, cfg.ot_subsample)
-    emit({"event": "progress", "done": len(cfg.nfes) + 2})
-    result = {"format": EVAL_FORMAT, "version": EVAL_VERSION, "checkpoint": str(ck.path),
-              "stage": ck.config.get("stage"), "round": ck.config.get("round", 1),
-              "args": args, "n": cfg.n, "seed": cfg.seed, "solver": cfg.solver,
-              "image": scorer.is_image, **scorer.info, "quality": q, "reference": reference,
-              "path": path, "seconds": time.perf_counter() - started}
-    ckpt.atomic_write_json(target, result)
-    return result
+        emit({"event": "progress", "done": i + 1, "info": f"{cfg.solver} {k} steps"})
+    reference = None
+    if cfg.adaptive:
+        sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
+        reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
+                     "nfe": sol.nfe, **scorer(sol.x)}
+        emit({"event": "progress", "done": len(cfg.steps) + 1, "info": "dopri5 reference"})
+    path = path_metrics(net, x0, "euler", cfg.path_steps, cfg.ot_subsample)
+    emit({"event": "progress", "done": total, "info": "path metrics"})
+    report = EvalReport(
+        checkpoint=str(ck.path), stage=ck.card.stage, round=ck.card.round, args=args,
+        weights_sha256=weights_sha, n=cfg.n, n_reference=int(ref.shape[0]), seed=cfg.seed,
+        solver=cfg.solver, metrics=scorer.info["metrics"], quality=q, path=path,
+        reference=reference, image=scorer.is_image, classifier=scorer.info.get("classifier"),
+        seconds=time.perf_counter() - started)
+    if target is not None:
+        report.write(target)
+    return report
 
 
-def primary_metric(result: dict) -> str:
-    """The quality number a table leads with: FD for images when available, else W2."""
-    return "fd" if "fd" in result.get("metrics", {}) else "w2"
+def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        old = EvalReport.read(path)
+    except UserError:
+        return None
+    return old if old.matches(args, weights_sha) else None
+
+
+def stage_defaults(card) -> EvalConfig:
+    """The bounded evaluation a training stage runs when it finishes: Euler at 1, 2, 4, 8 and
+    the model's own step count, no adaptive reference (``rectflow eval`` adds it)."""
+    steps = sorted({1, 2, 4, 8, int(card.sample["steps"])})
+    image = len(card.shape) == 3
+    return EvalConfig(steps=tuple(steps), n=500 if image else 2000, adaptive=False,
+                      path_steps=32 if image else 100)
+
+
+def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
+                 model: torch.nn.Module | None = None) -> EvalReport:
+    """Evaluate a finished model folder and store its ``eval.json`` (its own output)."""
+    ck = Checkpoint(out)
+    cfg = stage_defaults(ck.card)
+    if n is not None:
+        cfg = cfg.replace(n=n)
+    return evaluate_checkpoint(out, cfg, out=out / EvalReport.FILENAME, callback=callback,
+                               device=device, reuse=False, model=model)

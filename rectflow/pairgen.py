@@ -14,57 +14,32 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from accelerate import Accelerator
 
-from . import checkpoint as ckpt
-from .data.pairs import MANIFEST, PLAN, shard_name
 from .errors import UserError
 from .metrics import PathStats, ot_cost
+from .options import CoupleConfig
+from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
+                      read_json, save_tensors, sha256_file, shard_name, sidecar_name, versions)
+from .records.files import is_temp
 from .seeding import generator
-from .solvers import METHODS, chunked, solve
+from .solvers import chunked, solve
 from .training import make_accelerator
 
 BLOCK = 1024   # noise block: indices [b*BLOCK, (b+1)*BLOCK) share one generator
 
 
-@dataclass
-class CoupleConfig:
-    n: int = 100_000
-    solver: str = "rk4"
-    steps: int = 32
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    seed: int = 0
-    batch_size: int = 4096
-    shard_size: int = 50_000
-    eval_chunk: int = 1024
-    use_ema: bool = True
-    metrics_subsample: int | None = None   # None: path metrics over every pair
-    ot_subsample: int = 1000   # exact assignment is O(m^3): 2000 points cost ~8x as much
-
-    def validate(self) -> None:
-        for name in ("n", "steps", "batch_size", "shard_size", "eval_chunk", "ot_subsample"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.solver not in METHODS:
-            raise UserError(f"unknown solver {self.solver!r}; choose from {', '.join(METHODS)}")
-        if self.metrics_subsample is not None and self.metrics_subsample < 1:
-            raise UserError("--metrics-subsample must be >= 1")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise UserError("--rtol and --atol must be > 0")
-
-    def plan(self) -> dict:
-        """The arguments that determine the dataset (batch size does not), checked on resume."""
-        d = {**asdict(self), "noise_block": BLOCK}
-        d.pop("batch_size")
-        for k in (("steps",) if self.solver == "dopri5" else ("rtol", "atol")):
-            d.pop(k)
-        return d
+def make_plan(cfg: CoupleConfig, teacher_sha256: str) -> PairsPlan:
+    """The arguments that determine the dataset (batch size does not), checked on resume."""
+    d = cfg.to_json()
+    d.pop("batch_size")
+    for k in (("steps",) if cfg.solver == "dopri5" else ("rtol", "atol")):
+        d.pop(k)
+    return PairsPlan(settings=d, teacher_sha256=teacher_sha256, noise_block=BLOCK)
 
 
 def block_noise(start: int, stop: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -77,29 +52,20 @@ def block_noise(start: int, stop: int, shape: tuple[int, ...], seed: int) -> tor
     return torch.cat(parts)
 
 
-def _sidecar(s: int) -> str:
-    return shard_name(s).replace(".safetensors", ".json")
-
-
 def _shard_done(out: Path, s: int) -> dict | None:
-    side = out / _sidecar(s)
+    side = out / sidecar_name(s)
     if not side.is_file() or not (out / shard_name(s)).is_file():
         return None
-    info = ckpt.read_json(side)
-    if ckpt.sha256_file(out / shard_name(s)) != info.get("sha256"):
+    info = read_json(side)   # a shard's sidecar: plain bookkeeping beside the shard
+    if sha256_file(out / shard_name(s)) != info.get("sha256"):
         return None   # torn or altered: regenerate it
     return info
-
-
-def _is_temp(p: Path) -> bool:
-    """A file :func:`rectflow.checkpoint.atomic_write_bytes` had not yet renamed into place."""
-    return p.name.startswith(".") and p.name.endswith(".tmp")
 
 
 def remove_stale_temps(out: Path) -> None:
     """Drop the temporary files of writes a killed run left half done (never a final name)."""
     for p in out.iterdir():
-        if _is_temp(p):
+        if is_temp(p):
             p.unlink(missing_ok=True)
 
 
@@ -121,26 +87,25 @@ def _solve_shard(velocity, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
                     atol=cfg.atol, observer=obs)
         if k:
             stats.finish(z0[:k], sol.x[:k])
-        nfe = max(nfe, sol.nfe)
+        nfe += sol.nfe * z0.shape[0]
         x1s.append(sol.x.cpu())
         progress(z0.shape[0])
-    return torch.cat(x1s), nfe
+    return torch.cat(x1s), nfe / max(1, x0.shape[0])
 
 
-def write_pairs(teacher: ckpt.Checkpoint, out: str | Path, cfg: CoupleConfig, provenance: dict,
+def write_pairs(model: torch.nn.Module, shape: tuple[int, ...], out: str | Path,
+                cfg: CoupleConfig, provenance: dict,
                 callback: Callable[[dict], None] | None = None,
-                accelerator: Accelerator | None = None) -> dict | None:
-    """Generate (or finish) the coupling dataset in ``out``. Returns the manifest on the main
-    process (None elsewhere).
+                accelerator: Accelerator | None = None) -> PairsManifest | None:
+    """Generate (or finish) the coupling dataset in ``out`` with the teacher ``model``.
+    Returns the manifest on the main process (None elsewhere).
 
     Memory holds one shard at a time: each shard goes to disk, with a sidecar holding its
     checksum and metric sums, before the next one starts."""
     cfg.validate()
     out = Path(out)
     acc = accelerator or make_accelerator()
-    shape = teacher.shape
-    model = teacher.load_model(ema=cfg.use_ema, device=acc.device)
-    velocity = chunked(model, cfg.eval_chunk)
+    velocity = chunked(model.to(acc.device).eval(), cfg.eval_chunk)
     n_shards = math.ceil(cfg.n / cfg.shard_size)
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]
@@ -162,9 +127,9 @@ def write_pairs(teacher: ckpt.Checkpoint, out: str | Path, cfg: CoupleConfig, pr
         stats = PathStats(math.prod(shape))
         x0 = block_noise(lo, hi, shape, cfg.seed)
         x1, nfe = _solve_shard(velocity, cfg, x0, lo, acc.device, stats, progress)
-        sha = ckpt.save_tensors(out / shard_name(s), {
+        sha = save_tensors(out / shard_name(s), {
             "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64)})
-        ckpt.atomic_write_json(out / _sidecar(s), {
+        atomic_write_json(out / sidecar_name(s), {
             "file": shard_name(s), "start": lo, "count": hi - lo, "sha256": sha,
             "nfe": nfe, "stats": stats.state(), "process": acc.process_index,
             "seconds": time.perf_counter() - t0})
@@ -175,47 +140,51 @@ def write_pairs(teacher: ckpt.Checkpoint, out: str | Path, cfg: CoupleConfig, pr
     return _finish(out, cfg, shape, n_shards, provenance)
 
 
-def _finish(out: Path, cfg: CoupleConfig, shape, n_shards: int, provenance: dict) -> dict:
-    shards, stats, nfe = [], PathStats(math.prod(shape)), 0
+def _finish(out: Path, cfg: CoupleConfig, shape, n_shards: int,
+            provenance: dict) -> PairsManifest:
+    shards, stats, nfe = [], PathStats(math.prod(shape)), 0.0
     for s in range(n_shards):
         info = _shard_done(out, s)
         if info is None:
             raise UserError(f"shard {shard_name(s)} is missing or corrupt after generation")
-        shards.append({k: info[k] for k in ("file", "start", "count", "sha256")})
+        shards.append(Shard(**{k: info[k] for k in ("file", "start", "count", "sha256")}))
         stats.merge(info["stats"])
-        nfe = max(nfe, info["nfe"])
+        nfe += info["nfe"] * info["count"]
     metrics = stats.result()
     m = min(cfg.ot_subsample, cfg.n)
     x0s, x1s = [], []
-    for info in shards:   # the first m pairs by index, for the exact OT reference
+    for sh in shards:   # the first m pairs by index, for the exact OT reference
         if sum(len(x) for x in x0s) >= m:
             break
-        t = ckpt.load_tensors(out / info["file"])
+        t = load_tensors(out / sh.file)
         x0s.append(t["x0"]), x1s.append(t["x1"])
-    metrics["ot_cost"] = ot_cost(torch.cat(x0s)[:m], torch.cat(x1s)[:m])
+    x0m, x1m = torch.cat(x0s)[:m], torch.cat(x1s)[:m]
+    # transport and OT cost on the same m pairs, so the two can be compared
+    metrics["transport_cost_subsample"] = float((x1m - x0m).flatten(1).pow(2).sum(1).mean())
+    metrics["ot_cost"] = ot_cost(x0m, x1m)
     metrics["ot_subsample"] = m
-    manifest = {"format": "rectflow/pairs", "version": 1, **provenance, "shape": list(shape),
-                "n": cfg.n, "plan": cfg.plan(), "nfe": nfe,
-                "shards": shards, "metrics": metrics}
-    ckpt.atomic_write_json(out / MANIFEST, manifest)
+    manifest = PairsManifest(shape=list(shape), n=cfg.n, shards=shards,
+                             plan=make_plan(cfg, provenance["teacher"]["sha256"]).to_json(),
+                             nfe=nfe / cfg.n, metrics=metrics, versions=versions(),
+                             **provenance)
+    manifest.write(out)
     return manifest
 
 
 _PLAN_NAMES = {"teacher_sha256": "teacher weights (sha256)", "noise_block": "noise block size"}
 
 
-def check_plan(out: Path, plan: dict) -> str:
+def check_plan(out: Path, plan: PairsPlan) -> str:
     """'new' for an empty folder, 'resume' if the folder was started with the same plan,
     'complete' if it is finished; a different plan is an error (nothing is touched)."""
-    if not out.exists() or not any(p for p in out.iterdir() if not _is_temp(p)):
+    if not out.exists() or not any(p for p in out.iterdir() if not is_temp(p)):
         return "new"
-    if not (out / PLAN).is_file():
-        raise UserError(f"{out} exists and is not a coupling dataset; choose another --out "
-                        "or pass --overwrite")
-    old = ckpt.read_json(out / PLAN)
-    if old != plan:
-        diff = [_PLAN_NAMES.get(k, "--" + k.replace("_", "-"))
-                for k in sorted(set(old) | set(plan)) if old.get(k) != plan.get(k)]
-        raise UserError(f"{out} was started with different {', '.join(diff)}; rerun with the "
-                        "same arguments to resume, or pass --overwrite to start again")
-    return "complete" if (out / MANIFEST).is_file() else "resume"
+    if not PairsPlan.path_in(out).is_file():
+        raise UserError(f"{out} exists and is not a coupling dataset; choose another output "
+                        "or pass overwrite")
+    diff = PairsPlan.read(out).differences(plan)
+    if diff:
+        names = [_PLAN_NAMES.get(k, k) for k in diff]
+        raise UserError(f"{out} was started with different {', '.join(names)}; rerun with the "
+                        "same arguments to resume, or pass overwrite to start again")
+    return "complete" if PairsManifest.path_in(out).is_file() else "resume"

@@ -21,6 +21,7 @@ from typing import Callable
 
 from . import checkpoint as ckpt
 from . import presets, stages
+from .checkpoint import Checkpoint
 from .compare import compare
 from .errors import UserError
 from .training import make_accelerator
@@ -36,7 +37,7 @@ def is_complete(folder: Path, name: str) -> bool:
     if name == "compare":
         return (folder / "compare.json").is_file()
     try:
-        return bool(ckpt.read_json(folder / ckpt.CONFIG).get("complete"))
+        return Checkpoint(folder).complete
     except UserError:
         return False
 
@@ -51,6 +52,17 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def _started(folder: Path) -> bool:
+    """A model stage that saved at least once is resumed."""
+    return (folder / ckpt.CONFIG).is_file()
+
+
+def _orphan(folder: Path) -> bool:
+    """A model stage folder this pipeline made that was killed before its first save is
+    started again (it holds only a partial log)."""
+    return folder.is_dir() and not _started(folder)
+
+
 def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
     """The call that makes stage ``name`` (each is resumable, so an interrupted one goes on)."""
     d = out   # the run folder; every stage reads and writes subfolders of it
@@ -58,7 +70,8 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
         return lambda: stages.train(
             d / "rf1", cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
             coupling=cfg["train"]["coupling"], model=cfg["model"],
-            config=presets.train_config(cfg), resume=True, callback=cb, evaluate=False)
+            options=presets.train_config(cfg), resume=_started(d / "rf1"), overwrite=_orphan(d / "rf1"), callback=cb,
+            evaluate=False)
     if name in ("pairs1", "pairs2"):
         teacher = "rf1" if name == "pairs1" else "rf2"
         return lambda: stages.couple(d / teacher, d / name, presets.couple_config(cfg),
@@ -66,12 +79,16 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
     if name in ("rf2", "rf3"):
         pairs = "pairs1" if name == "rf2" else "pairs2"
         return lambda: stages.reflow(d / pairs, d / name,
-                                     config=presets.train_config(cfg, "reflow"), resume=True,
-                                     callback=cb, evaluate=False)
+                                     options=presets.train_config(cfg, "reflow"),
+                                     resume=_started(d / name),
+                                     overwrite=_orphan(d / name), callback=cb, evaluate=False)
     if name == "distill":
         return lambda: stages.distill(d / "pairs2", d / "distill", k=cfg["distill"]["k"],
-                                      init=d / "rf3", config=presets.train_config(cfg, "distill"),
-                                      resume=True, callback=cb, evaluate=False)
+                                      init=d / "rf3",
+                                      options=presets.train_config(cfg, "distill"),
+                                      resume=_started(d / "distill"),
+                                      overwrite=_orphan(d / "distill"), callback=cb,
+                                      evaluate=False)
     return lambda: compare([d / m for m in MODELS], d / "compare", presets.eval_config(cfg),
                            callback=cb)
 

@@ -16,17 +16,12 @@ model overrides (``hidden``, ``depth``, ``width``...). ``time_dist`` is a name
 from __future__ import annotations
 
 import copy
-import types
-import typing
-from dataclasses import asdict, fields
 from pathlib import Path
 
 from .couplings import COUPLINGS
-from .errors import UserError
-from .evaluation import EvalConfig
-from .pairgen import CoupleConfig
-from .path import TIME_DISTS, TimeDist
-from .training import TrainConfig
+from .errors import OptionError, UserError
+from .options import (CoupleConfig, EvalConfig, Opt, TrainConfig, resolve as resolve_options,
+                      table_of, train_config as stage_config)
 
 SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict}
@@ -73,66 +68,33 @@ PRESETS: dict[str, dict] = {
 
 
 def _defaults(distill_k: int = 1) -> dict:
-    from .stages import distill_defaults, reflow_defaults
-    distill = distill_defaults(distill_k).to_json()
+    distill = stage_config("distill").to_json()
     distill.pop("time_dist")
     return {"data": None, "data_root": None, "download": False, "model": {},
-            "train": {**TrainConfig().to_json(), "coupling": "independent"},
-            "couple": asdict(CoupleConfig()),
-            "reflow": reflow_defaults().to_json(),
+            "train": {**stage_config("train").to_json(), "coupling": "independent"},
+            "couple": CoupleConfig().to_json(),
+            "reflow": stage_config("reflow").to_json(),
             "distill": {**distill, "k": distill_k},
             "compare": EvalConfig().to_json()}
 
 
-def _hints(section: str) -> dict:
+_EXTRA = {"train": {"coupling": Opt("coupling", str, "independent", "", choices=COUPLINGS)},
+          "distill": {"k": Opt("k", int, 1, "", lo=1, hi=1000)}}
+
+
+def _options(section: str) -> dict[str, Opt]:
     cls = {"train": TrainConfig, "reflow": TrainConfig, "distill": TrainConfig,
            "couple": CoupleConfig, "compare": EvalConfig}[section]
-    hints = typing.get_type_hints(cls)
-    out = {f.name: hints[f.name] for f in fields(cls)}
-    if section == "train":
-        out["coupling"] = str
+    out = {**table_of(cls), **_EXTRA.get(section, {})}
     if section == "distill":
         out.pop("time_dist")
-        out["k"] = int
     return out
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               dict: "a table"}
-
-
-def _check(where: str, value, hint):
-    """``value`` as ``hint`` wants it (ints accepted for floats), else a one-line UserError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _check(where, value, next(a for a in args if a is not type(None)))
-    if hint is TimeDist:
-        d = {"kind": value} if isinstance(value, str) else value
-        if not isinstance(d, dict):
-            raise UserError(f"{where} must be a name or a table, got {value!r}")
-        try:
-            td = TimeDist(**d)
-        except TypeError as e:
-            raise UserError(f"{where}: {e}") from None
-        if td.kind not in TIME_DISTS:
-            raise UserError(f"{where}: unknown time distribution {td.kind!r}; "
-                            f"choose from {', '.join(TIME_DISTS)}")
-        return td.to_json()
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not value or \
-                any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise UserError(f"{where} must be a list of integers, got {value!r}")
-        return list(value)
-    ok = (isinstance(value, bool) if hint is bool else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float else
-          isinstance(value, int) and not isinstance(value, bool) if hint is int else
-          isinstance(value, hint))
-    if not ok:
-        raise UserError(f"{where} must be {_TYPE_WORDS.get(hint, hint.__name__)}, got "
-                        f"{value!r} ({type(value).__name__})")
-    return float(value) if hint is float else value
+def _as_json(value):
+    from .path import TimeDist
+    return value.to_json() if isinstance(value, TimeDist) else \
+        list(value) if isinstance(value, tuple) else value
 
 
 def _apply(base: dict, overrides: dict, source: str) -> None:
@@ -140,18 +102,31 @@ def _apply(base: dict, overrides: dict, source: str) -> None:
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise UserError(f"{source}: [{key}] must be a table of options")
-            hints = _hints(key)
-            for opt, v in value.items():
-                if opt not in hints:
-                    raise UserError(f"{source}: [{key}] has no option {opt!r} "
-                                    f"(known: {', '.join(hints)})")
-                base[key][opt] = _check(f"{source}: [{key}] {opt}", v, hints[opt])
+            opts = _options(key)
+            for name, v in value.items():
+                if name not in opts:
+                    raise UserError(f"{source}: [{key}] has no option {name!r} "
+                                    f"(known: {', '.join(opts)})")
+                try:
+                    base[key][name] = _as_json(opts[name].check(v))
+                except OptionError as e:
+                    raise UserError(f"{source}: [{key}] {e}") from None
         elif key in TOP:
-            v = _check(f"{source}: {key}", value, TOP[key])
+            v = _check_top(f"{source}: {key}", value, TOP[key])
             base[key] = {**base[key], **v} if key == "model" else v
         else:
             raise UserError(f"{source}: unknown key {key!r} (known: "
                             f"{', '.join([*TOP, *SECTIONS])})")
+
+
+def _check_top(where: str, value, hint):
+    if value is None and hint == (str | None):
+        return None
+    want = dict if hint is dict else bool if hint is bool else str
+    if not isinstance(value, want):
+        raise UserError(f"{where} must be {'a table' if want is dict else want.__name__}, "
+                        f"got {value!r} ({type(value).__name__})")
+    return value
 
 
 def read_toml(path: str | Path) -> dict:
@@ -192,19 +167,15 @@ def resolve(name: str, config_file: str | Path | None = None,
 
 
 def validate(resolved: dict) -> None:
-    """Check values, not just types, before any stage runs (one-line UserErrors)."""
-    if resolved["train"]["coupling"] not in COUPLINGS:
-        raise UserError(f"[train] coupling must be one of {', '.join(COUPLINGS)}")
-    if resolved["distill"]["k"] < 1:
-        raise UserError("[distill] k must be >= 1")
+    """Check values across sections, before any stage runs (one-line UserErrors)."""
     for section in ("train", "reflow", "distill"):
-        train_config(resolved, section).validate()
+        train_config(resolved, section)
     precisions = {resolved[s]["mixed_precision"] for s in ("train", "reflow", "distill")}
     if len(precisions) > 1:   # Accelerate fixes it once per process
         raise UserError("[train], [reflow] and [distill] must use the same mixed_precision "
                         f"in one run, got {', '.join(sorted(precisions))}")
-    couple_config(resolved).validate()
-    eval_config(resolved).validate()
+    couple_config(resolved)
+    eval_config(resolved)
 
 
 # ------------------------------------------------------------------- resolved -> stage configs
@@ -212,15 +183,12 @@ def train_config(resolved: dict, section: str = "train") -> TrainConfig:
     d = {k: v for k, v in resolved[section].items() if k not in ("coupling", "k")}
     if section == "distill":
         d["time_dist"] = {"kind": "grid", "k": resolved["distill"]["k"]}
-    return TrainConfig.from_json(d)
+    return resolve_options(TrainConfig, d, where=(f"[{section}]",))
 
 
 def couple_config(resolved: dict) -> CoupleConfig:
-    return CoupleConfig(**resolved["couple"])
+    return resolve_options(CoupleConfig, resolved["couple"], where=("[couple]",))
 
 
 def eval_config(resolved: dict) -> EvalConfig:
-    d = dict(resolved["compare"])
-    d["nfes"] = tuple(d["nfes"])
-    return EvalConfig(**d)
-
+    return resolve_options(EvalConfig, resolved["compare"], where=("[compare]",))

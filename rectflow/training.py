@@ -1,21 +1,25 @@
-"""The one training loop: train, reflow and distill differ only in their pair source, time
-distribution and loss.
+"""The one training loop: train, reflow and distill differ only in their pair source and
+objective (time distribution, loss).
 
-It runs on Accelerate (``accelerator.prepare``/``backward``/``accumulate``/``clip_grad_norm_``,
-mixed precision, trackers), so the same code serves one CPU, ``torchrun`` on CPUs (gloo) and
-``accelerate launch`` on GPUs. ``batch_size`` is the global batch of one optimizer step; each
-process takes its slice of the same global batch, so results do not depend on the number of
-processes beyond float reduction order. Data, noise and t for step ``s`` come from generators
-seeded by ``(seed, s)``; with the optimizer state and EMA saved in each snapshot, a resumed run
-continues bit for bit where it stopped.
+It runs on Accelerate (``prepare``/``backward``/``accumulate``/``clip_grad_norm_``, mixed
+precision, trackers), so the same code serves one CPU, ``torchrun`` on CPUs (gloo) and
+``accelerate launch`` on GPUs. ``batch_size`` is the global batch of one optimizer step: step
+``s`` draws that whole batch (pairs and times from generators seeded by ``(seed, s)``), cuts it
+into ``grad_accum`` micro-batches and each micro-batch into one slice per process. So a run
+with accumulation sees the same data as one large batch, a run on W processes the same as on
+one, and a resumed run (optimizer and EMA come back from the snapshot) continues bit for bit.
+
+The parts, in the order the loop uses them: :class:`EMA` (the weights' moving average),
+:class:`Snapshots` (resume state, weights and card on disk), :class:`TrainLog` (the loss of
+each step, its log file and the divergence check) and :func:`train_step` (one optimizer step).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,104 +28,38 @@ from accelerate import Accelerator
 
 from . import checkpoint as ckpt
 from .couplings import PairSource
-from .errors import TrainingDiverged, UserError
-from .path import TimeDist, interpolate, target_velocity
+from .errors import StageInterrupted, TrainingDiverged, UserError
+from .objectives import Objective, build_objective
+from .options import TRACKERS, TrainConfig
+from .records import RunCard
 from .seeding import derive_seed, generator
 
-LOSSES = ("l2", "pseudo-huber")
 Callback = Callable[[dict], None]
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 3000
-    batch_size: int = 2048
-    lr: float = 1e-3
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    grad_accum: int = 1
-    mixed_precision: str = "no"
-    loss: str = "l2"
-    huber_c: float | None = None      # None: 0.00054 * sqrt(D), as 2-RF++
-    time_dist: TimeDist = field(default_factory=TimeDist)
-    seed: int = 0
-    save_every: int = 1000
-    log_every: int = 50
-    log_with: str | None = None
-
-    def validate(self, world: int = 1) -> None:
-        """Check every setting; ``world`` processes must split each micro-batch evenly."""
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be > 0, got {self.lr}")
-        if self.warmup < 0 or self.grad_clip < 0:
-            raise UserError("--warmup and --grad-clip must be >= 0")
-        if not 0 <= self.ema_decay < 1:
-            raise UserError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.loss not in LOSSES:
-            raise UserError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserError("--mixed-precision must be one of no, fp16, bf16")
-        if self.batch_size % (self.grad_accum * world):
-            raise UserError(f"--batch-size {self.batch_size} must be divisible by grad-accum x "
-                            f"processes = {self.grad_accum * world}")
-        if self.log_with is not None:
-            _check_tracker(self.log_with)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["time_dist"] = self.time_dist.to_json()
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["time_dist"] = TimeDist.from_json(d.get("time_dist", {"kind": "uniform"}))
-        return cls(**d)
 
 
 def make_accelerator(**kwargs) -> Accelerator:
     """An ``Accelerator`` that also shares the work under plain ``torchrun`` on CPUs.
 
-    Accelerate only picks its multi-CPU (gloo) mode when told ``cpu=True`` (``accelerate launch
-    --cpu`` sets that); under ``torchrun`` on a machine without CUDA it would otherwise give
-    every process a world of one, and each would train and write on its own."""
+    Accelerate only picks its multi-CPU (gloo) mode when told ``cpu=True``; under ``torchrun``
+    on a machine without CUDA it would otherwise give every process a world of one."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         kwargs["cpu"] = True
     return Accelerator(**kwargs)
 
 
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow",
-            "comet_ml": "comet_ml", "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+def check_run(cfg: TrainConfig, world: int = 1) -> None:
+    """What the option bounds cannot see: the split of a batch, an installed tracker."""
+    cfg.validate()
+    if cfg.batch_size % (cfg.grad_accum * world):
+        raise UserError(f"batch_size {cfg.batch_size} must be divisible by grad_accum x "
+                        f"processes = {cfg.grad_accum * world}")
+    if cfg.log_with is not None and importlib.util.find_spec(cfg.log_with) is None:
+        # Accelerate silently drops a tracker whose package is missing; say so instead
+        raise UserError(f"log_with {cfg.log_with} needs the {cfg.log_with} package "
+                        f"(pip install {cfg.log_with})")
 
 
-def _check_tracker(name: str) -> None:
-    """Accelerate silently drops a tracker whose package is missing; say so instead."""
-    import importlib.util
-    if name not in TRACKERS:
-        raise UserError(f"unknown --log-with {name!r}; choose from {', '.join(TRACKERS)}")
-    if importlib.util.find_spec(TRACKERS[name]) is None:
-        raise UserError(f"--log-with {name} needs the {TRACKERS[name]} package "
-                        f"(pip install {TRACKERS[name]})")
-
-
-def flow_loss(model, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, loss: str = "l2",
-              huber_c: float = 0.0) -> torch.Tensor:
-    """Regress v(x_t, t) onto x1 - x0. L2 is the mean squared error per element; pseudo-Huber
-    is sqrt(‖diff‖² + c²) - c per sample (2-RF++). With t fixed at 0 this is exactly one-step
-    distillation: x0 + v(x0, 0) ≈ x1."""
-    pred = model(interpolate(x0, x1, t), t)
-    diff = (pred.float() - target_velocity(x0, x1).float()).flatten(1)
-    if loss == "l2":
-        per = diff.pow(2).mean(1)
-    else:
-        per = torch.sqrt(diff.pow(2).sum(1) + huber_c**2) - huber_c
-    return per.mean()
-
-
+# ----------------------------------------------------------------------------------- parts
 class EMA:
     """Exponential moving average of the weights, with the usual warm-up of the decay.
 
@@ -156,12 +94,97 @@ class EMA:
         return self.shadow
 
 
-def _seed_dropout(seed: int, device: torch.device) -> None:
-    """Seed only the generators dropout draws from: ``torch.manual_seed`` would also queue
-    lazy seeding of every accelerator backend on each call (a measurable cost per step)."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
+def _finite(weights: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point())
+
+
+class Snapshots:
+    """Resume state and the folder's weights and card, written by the main process only.
+    Non-finite weights are never saved: the run stops as diverged and keeps the last good
+    snapshot."""
+
+    def __init__(self, out: Path, card: RunCard, acc: Accelerator, steps: int):
+        self.out, self.card, self.acc, self.steps = out, card, acc, steps
+
+    def restore(self, model, optimizer, ema: EMA) -> int:
+        snap = ckpt.latest_snapshot(self.out)
+        if snap is None:
+            return 0
+        state = ckpt.load_snapshot(snap)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for k, v in state["ema"].items():
+            ema.shadow[k].copy_(v)
+        return int(state["meta"]["step"])
+
+    def save(self, step: int, model, optimizer, ema: EMA, meta: dict) -> None:
+        raw = self.acc.unwrap_model(model)
+        if self.acc.is_main_process:
+            weights = {k: v.detach().float() for k, v in raw.state_dict().items()}
+            if not (_finite(weights) and _finite(ema.state_dict())):
+                raise TrainingDiverged(step, float("nan"), kept(self.out), what="weights")
+            ckpt.save_snapshot(self.out, step, weights, ema.state_dict(),
+                               optimizer.state_dict(), meta)
+            header = self.card.weights_metadata()
+            ckpt.save_tensors(self.out / "model.safetensors", weights, header)
+            ckpt.save_tensors(self.out / "ema.safetensors", ema.state_dict(), header)
+            self.card.steps_done, self.card.complete = step, step >= self.steps
+            self.card.write(self.out)
+        self.acc.wait_for_everyone()
+
+
+def kept(out: Path) -> str:
+    """What a stopped run leaves behind, for its message."""
+    snap = ckpt.latest_snapshot(out)
+    if snap is None:
+        return "no checkpoint was saved before it (try a lower lr or check the data)"
+    return f"the last good checkpoint ({snap.name}) is kept in {out}"
+
+
+class TrainLog:
+    """The loss of each step (the mean over its micro-batches and processes), appended to
+    ``metrics.jsonl`` every ``log_every`` steps; a non-finite loss stops the run. Losses are
+    gathered lazily, so the loop does not synchronise with the device every step."""
+
+    def __init__(self, out: Path, acc: Accelerator, cfg: TrainConfig, start: int,
+                 emit: Callback):
+        self.path, self.acc, self.cfg, self.emit = out / "metrics.jsonl", acc, cfg, emit
+        self.pending: list[torch.Tensor] = []
+        self.last, self.t_last = start, time.perf_counter()
+        self.summary: dict = {"start_step": start, "steps": cfg.steps}
+        if acc.is_main_process:
+            self._truncate(start)
+
+    def _truncate(self, upto: int) -> None:
+        """Keep log lines of steps <= upto, so a resumed run's log has no step twice."""
+        if not self.path.is_file():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines()
+                if (s := _step_of(ln)) is not None and s <= upto]
+        ckpt.atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss)
+
+    def flush(self, step: int, lr: float) -> None:
+        if not self.pending:
+            return
+        losses = self.acc.reduce(torch.stack(self.pending), reduction="mean").float().cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise TrainingDiverged(self.last + i + 1, float(losses[i]), kept(self.path.parent))
+        now = time.perf_counter()
+        rate = (step - self.last) * self.cfg.batch_size / max(now - self.t_last, 1e-9)
+        rec = {"step": step, "loss": float(losses.mean()), "lr": lr, "samples_per_s": rate}
+        if self.acc.is_main_process:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if self.cfg.log_with:
+            self.acc.log({"loss": rec["loss"], "lr": lr}, step=step)
+        self.emit({"event": "step", "steps": self.cfg.steps, **rec})
+        self.pending, self.last, self.t_last = [], step, time.perf_counter()
+        self.summary.update(final_loss=rec["loss"], samples_per_s=rate)
 
 
 def _step_of(line: str) -> int | None:
@@ -171,138 +194,100 @@ def _step_of(line: str) -> int | None:
         return None   # a line torn by a kill in the middle of an append
 
 
-def _truncate_log(path: Path, upto: int) -> None:
-    """Keep log lines of steps <= upto, so a resumed run's log has no step twice."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines()
-            if (s := _step_of(ln)) is not None and s <= upto]
-    ckpt.atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
 
 
-def _kept(out: Path) -> str:
-    """What a diverged run leaves behind, for its error message."""
-    snap = ckpt.latest_snapshot(out)
-    if snap is None:
-        return "no checkpoint was saved before it (try a lower --lr or check the data)"
-    return f"the last good checkpoint ({snap.name}) is kept in {out}"
+def _seed_dropout(seed: int, device: torch.device) -> None:
+    """Seed only the generators dropout draws from (``torch.manual_seed`` would also queue
+    lazy seeding of every accelerator backend on each call). Restored after each step."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
 
 
+def train_step(step: int, model, optimizer, objective: Objective, source: PairSource,
+               cfg: TrainConfig, acc: Accelerator) -> torch.Tensor:
+    """One optimizer step on the global batch ``step - 1``; returns its mean loss (detached)."""
+    world, rank = acc.num_processes, acc.process_index
+    micro = cfg.batch_size // cfg.grad_accum
+    local = micro // world
+    x0, x1 = source.batch(step - 1, cfg.batch_size)
+    times = objective.sample_times(cfg.batch_size, generator(cfg.seed, "time", step - 1))
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    _seed_dropout(derive_seed(cfg.seed, "dropout", step, rank), acc.device)
+    total = torch.zeros((), device=acc.device)
+    for m in range(cfg.grad_accum):
+        rows = slice(m * micro + rank * local, m * micro + (rank + 1) * local)
+        a0, a1 = (a[rows].to(acc.device, non_blocking=True) for a in (x0, x1))
+        tm = {k: v[rows].to(acc.device, non_blocking=True) for k, v in times.items()}
+        with acc.accumulate(model):
+            loss = objective.loss(model, a0, a1, tm).mean()
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.grad_clip > 0:
+                acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total = total + loss.detach().float()
+    return total / cfg.grad_accum
+
+
+# ------------------------------------------------------------------------------- the loop
 def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str | Path,
-        base_config: dict, resume: bool = False, callback: Callback | None = None,
+        card: RunCard, resume: bool = False, callback: Callback | None = None,
         accelerator: Accelerator | None = None) -> dict:
-    """Train ``model`` on pairs from ``source``; write snapshots and weights into ``out``.
+    """Train ``model`` on pairs from ``source``; write snapshots, weights and ``card`` into
+    ``out``. Returns a summary (final loss, samples/s, steps run).
 
-    ``base_config`` is written as ``config.json`` with ``steps_done`` and ``complete`` added at
-    every save. Returns a summary dict (final loss, samples/s, steps run)."""
+    Ctrl-C or SIGTERM (as :class:`~rectflow.errors.StageInterrupted` or KeyboardInterrupt)
+    saves a snapshot at the last finished step before the exception goes on."""
     out = Path(out)
     acc = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision,
                                           gradient_accumulation_steps=cfg.grad_accum,
                                           log_with=cfg.log_with, project_dir=str(out))
-    world, rank = acc.num_processes, acc.process_index
-    cfg.validate(world)
-    micro_global = cfg.batch_size // cfg.grad_accum
-    local = micro_global // world
-    dim = math.prod(source.shape)
-    huber_c = cfg.huber_c if cfg.huber_c is not None else 0.00054 * math.sqrt(dim)
-
+    check_run(cfg, acc.num_processes)
+    objective = build_objective(cfg, source.shape)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
-    start = 0
-    snap = ckpt.latest_snapshot(out) if resume else None
-    if snap is not None:
-        state = ckpt.load_snapshot(snap)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for k, v in state["ema"].items():
-            ema.shadow[k].copy_(v)
-        start = int(state["meta"]["step"])
+    snaps = Snapshots(out, card, acc, cfg.steps)
+    start = snaps.restore(model, optimizer, ema) if resume else 0
     model, optimizer = acc.prepare(model, optimizer)
     ema.shadow = {k: v.to(acc.device) for k, v in ema.shadow.items()}
     ema.track(acc.unwrap_model(model))
-    log_path = out / "metrics.jsonl"
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _truncate_log(log_path, start)
-    if cfg.log_with:
-        acc.init_trackers("rectflow", config={k: str(v) for k, v in cfg.to_json().items()})
 
     def emit(event: dict) -> None:
         if callback is not None and acc.is_main_process:
             callback(event)
 
-    def save(step: int) -> None:
-        raw = acc.unwrap_model(model)
-        if acc.is_main_process:
-            weights = {k: v.detach().float() for k, v in raw.state_dict().items()}
-            ckpt.save_snapshot(out, step, weights, ema.state_dict(), optimizer.state_dict(),
-                               {"seed": cfg.seed, "world": world})
-            ckpt.save_tensors(out / "model.safetensors", weights)
-            ckpt.save_tensors(out / "ema.safetensors", ema.state_dict())
-            ckpt.atomic_write_json(out / ckpt.CONFIG, {**base_config, "steps_done": step,
-                                                       "complete": step >= cfg.steps})
-        acc.wait_for_everyone()
-        emit({"event": "save", "step": step})
-
-    pending: list[torch.Tensor] = []   # per-step losses not yet checked (no sync every step)
-    last_logged = start
-    t_log = time.perf_counter()
-    summary = {"start_step": start, "steps": cfg.steps}
+    log = TrainLog(out, acc, cfg, start, emit)
+    if cfg.log_with:
+        acc.init_trackers("rectflow", config={k: str(v) for k, v in cfg.to_json().items()})
+    meta = {"seed": cfg.seed, "world": acc.num_processes}
     emit({"event": "start", "step": start, "steps": cfg.steps})
-
-    def flush(step: int) -> float:
-        nonlocal pending, last_logged, t_log
-        losses = acc.reduce(torch.stack(pending), reduction="mean").float().cpu()
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            i = int(bad[0])
-            raise TrainingDiverged(last_logged + i + 1, float(losses[i]), _kept(out))
-        now = time.perf_counter()
-        rate = (step - last_logged) * cfg.batch_size / max(now - t_log, 1e-9)
-        loss = float(losses.mean())
-        rec = {"step": step, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
-               "samples_per_s": rate}
-        if acc.is_main_process:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-        if cfg.log_with:
-            acc.log({"loss": loss, "lr": rec["lr"]}, step=step)
-        emit({"event": "step", "steps": cfg.steps, **rec})
-        pending, last_logged, t_log = [], step, time.perf_counter()
-        summary.update(final_loss=loss, samples_per_s=rate)
-        return loss
-
     model.train()
-    step = start
-    for step in range(start + 1, cfg.steps + 1):
-        lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        _seed_dropout(derive_seed(cfg.seed, "dropout", step, rank), acc.device)
-        for micro in range(cfg.grad_accum):
-            index = (step - 1) * cfg.grad_accum + micro
-            x0, x1 = source.batch(index, micro_global)
-            t = cfg.time_dist.sample(micro_global, generator(cfg.seed, "time", index))
-            sl = slice(rank * local, (rank + 1) * local)
-            x0, x1, t = (a[sl].to(acc.device, non_blocking=True) for a in (x0, x1, t))
-            with acc.accumulate(model):
-                loss = flow_loss(model, x0, x1, t, cfg.loss, huber_c)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        ema.update(step)
-        pending.append(loss.detach().float())
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            flush(step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            if pending:
-                flush(step)
-            save(step)
+    done = start
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+        try:
+            for step in range(start + 1, cfg.steps + 1):
+                log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
+                ema.update(step)
+                done = step
+                if step % cfg.log_every == 0 or step % cfg.save_every == 0 or step == cfg.steps:
+                    log.flush(step, learning_rate(cfg, step))
+                if step % cfg.save_every == 0 or step == cfg.steps:
+                    snaps.save(step, model, optimizer, ema, meta)
+                    emit({"event": "save", "step": step})
+        except (KeyboardInterrupt, StageInterrupted) as e:
+            if done > start:
+                log.flush(done, learning_rate(cfg, done))
+                snaps.save(done, model, optimizer, ema, meta)
+            raise StageInterrupted(done, str(out), getattr(e, "signal", "SIGINT")) from None
     if start >= cfg.steps:   # nothing left to run; still make sure the folder says complete
-        save(start)
+        snaps.save(start, model, optimizer, ema, meta)
     if cfg.log_with:
         acc.end_training()
-    summary["end_step"] = max(step, start)
-    return summary
+    log.summary["end_step"] = max(done, start)
+    return log.summary

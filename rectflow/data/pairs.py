@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
+import os
+import stat
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_bytes
 
-from ..checkpoint import read_json, sha256_file
 from ..errors import CheckpointError
+from ..records import PairsManifest, PairsPlan, sha256_file
 from ..seeding import generator
 
-MANIFEST = "manifest.json"
-PLAN = "plan.json"
-SHARD_RE = re.compile(r"^pairs-\d{5}\.safetensors$")
-
-
-def shard_name(i: int) -> str:
-    return f"pairs-{i:05d}.safetensors"
+MANIFEST = PairsManifest.FILENAME
+PLAN = PairsPlan.FILENAME
 
 
 class PairsDataset:
@@ -44,30 +40,20 @@ class PairsDataset:
             hint = " (an unfinished `rectflow couple` run: rerun it to finish)" \
                 if (self.path / PLAN).is_file() else ""
             raise CheckpointError(f"{self.path} has no {MANIFEST}{hint}")
-        self.manifest = m = read_json(self.path / MANIFEST)
-        if m.get("format") != "rectflow/pairs":
-            raise CheckpointError(f"{self.path / MANIFEST} is not a rectflow pairs manifest")
-        try:
-            self.shape = tuple(int(s) for s in m["shape"])
-            self.shards = [{"file": str(s["file"]), "start": int(s["start"]),
-                            "count": int(s["count"]), "sha256": str(s["sha256"])}
-                           for s in m["shards"]]
-            self.n = int(m["n"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path / MANIFEST} is malformed ({e!r})") from None
-        start = 0
-        for s in self.shards:   # plain names inside the folder, tiling [0, n) in order
-            if not SHARD_RE.match(s["file"]):
-                raise CheckpointError(f"{self.path / MANIFEST} names shard {s['file']!r}, which "
-                                      "is not a plain pairs-NNNNN.safetensors file in the folder")
-            if not (self.path / s["file"]).is_file():
-                raise CheckpointError(f"shard {self.path / s['file']} is missing")
-            if s["start"] != start or s["count"] < 1:
-                raise CheckpointError(f"{self.path / MANIFEST}: shard {s['file']} does not "
-                                      f"start at index {start}")
-            start += s["count"]
-        if start != self.n:
-            raise CheckpointError(f"{self.path / MANIFEST}: shard counts do not add up to n")
+        self.manifest = m = PairsManifest.read(self.path / MANIFEST)
+        self.shape = tuple(m.shape)
+        self.n = m.n
+        self.shards = [{"file": sh.file, "start": sh.start, "count": sh.count,
+                        "sha256": sh.sha256} for sh in m.shards]
+        for s in self.shards:   # regular files inside the folder, never a link out of it
+            p = self.path / s["file"]
+            try:
+                mode = os.lstat(p).st_mode
+            except FileNotFoundError:
+                raise CheckpointError(f"shard {p} is missing") from None
+            if not stat.S_ISREG(mode):
+                raise CheckpointError(f"shard {p} is not a regular file (a link or a folder); "
+                                      "pairs folders hold their shards themselves")
 
     def __len__(self) -> int:
         return self.n

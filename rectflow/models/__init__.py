@@ -1,6 +1,8 @@
 """Velocity models, rebuilt from their JSON config alone.
 
 A config is ``{"type": "mlp" | "unet", **kwargs}``; :func:`build_model` is its only reader.
+A model of the user's own class is recorded as ``{"type": "custom", "class": "pkg.mod:Name"}``
+and is never rebuilt from JSON (nothing is imported from a file): loading it needs an instance.
 """
 from __future__ import annotations
 
@@ -14,12 +16,27 @@ SIZE_KEYS = ("dim", "hidden", "depth", "time_embed", "channels", "resolution", "
              "num_res_blocks")
 
 
+def custom_config(module: nn.Module) -> dict:
+    """How a card records a user's own ``nn.Module``: its class, for the message that tells a
+    later reader what to import, and its parameter count, to catch a different instance."""
+    cls = type(module)
+    return {"type": "custom", "class": f"{cls.__module__}:{cls.__qualname__}",
+            "parameters": int(sum(p.numel() for p in module.parameters()))}
+
+
+def custom_class(config: dict) -> str:
+    return str(config.get("class", "?")).replace(":", ".")
+
+
 def _cls(kind: str):
     if kind == "mlp":
         return MLP
     if kind == "unet":
         from .unet import UNet
         return UNet
+    if kind == "custom":
+        raise CheckpointError("a model of your own class is not rebuilt from JSON; pass an "
+                              "instance (model=...)")
     raise CheckpointError(f"unknown model type {kind!r}; known: {', '.join(MODEL_TYPES)}")
 
 

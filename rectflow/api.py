@@ -1,0 +1,166 @@
+"""The Python API: the same stages as the CLI, with keyword options and live objects.
+
+    import rectflow
+    flow = rectflow.train(data="moons", steps=2000, out="runs/rf1")   # -> Flow
+    x = flow.sample(1000, steps=4)                                   # tensor, data units
+    pairs = flow.couple(n=50_000, out="runs/pairs1")                  # -> PairsManifest
+    rf2 = rectflow.reflow(pairs="runs/pairs1", out="runs/rf2")
+    student = rectflow.distill(pairs="runs/pairs1", out="runs/distill")
+    report = rectflow.evaluate(rf2)                                  # -> EvalReport
+    table = rectflow.compare([flow, rf2, student], out="runs/compare")
+
+Options are the ones of :mod:`rectflow.options` (``steps``, ``batch_size``, ``lr``, ...), given
+as keywords. Progress goes to ``callback`` when given, else to the ``rectflow`` logger (INFO),
+so nothing is lost silently. Bring your own network with ``model=net``: it is called as
+``net(x, t)``, saved as safetensors, and loaded back with ``rectflow.load(path, model=net)``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from . import stages
+from .checkpoint import Checkpoint
+from .data import Normalization
+from .options import CoupleConfig, EvalConfig, resolve
+from .records import EvalReport, PairsManifest, RunCard
+
+logger = logging.getLogger("rectflow")
+Callback = Callable[[dict], None]
+
+
+def log_progress(event: dict) -> None:
+    """The default callback: stage events as log lines (steps at the log interval)."""
+    kind = event.get("event")
+    if kind == "step":
+        logger.info("step %d/%d  loss %.5f  %.0f samples/s", event["step"], event["steps"],
+                    event["loss"], event["samples_per_s"])
+    elif kind in ("start", "save", "shard", "complete"):
+        logger.info("%s %s", kind, {k: v for k, v in event.items() if k != "event"})
+
+
+class Flow:
+    """A trained model folder, loaded: its card, its network, and what you can do with it."""
+
+    def __init__(self, path: str | Path, *, ema: bool = True, model: torch.nn.Module | None = None,
+                 device: str | torch.device = "cpu"):
+        self.checkpoint = Checkpoint(path)
+        self.path = self.checkpoint.path
+        self.card: RunCard = self.checkpoint.card
+        self.ema = ema
+        self.model = self.checkpoint.load_model(ema=ema, device=device, module=model)
+
+    def __repr__(self) -> str:
+        c = self.card
+        return (f"Flow({str(self.path)!r}, stage={c.stage!r}, round={c.round}, "
+                f"data={c.data.get('name')!r}, shape={c.shape})")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.card.shape)
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t)
+
+    def sample(self, n: int = 1000, *, steps: int | None = None, solver: str = "euler",
+               seed: int = 0, raw: bool = True, **solver_kw) -> torch.Tensor:
+        """``n`` samples from seeded noise; in the data's own units (``raw=True``) or in model
+        space. ``steps`` defaults to what the model is for (1 for a one-step student)."""
+        steps = int(steps if steps is not None else self.card.sample["steps"])
+        sol = stages.sample_tensor(self.model, self.shape, n, steps=steps, solver=solver,
+                                   seed=seed, **solver_kw)
+        x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
+        return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
+
+    def couple(self, out: str | Path, *, overwrite: bool = False,
+               callback: Callback | None = None, **options) -> PairsManifest | None:
+        """Write a coupling dataset of (x0, z1) pairs from this model (see ``couple``)."""
+        cfg = resolve(CoupleConfig, {"use_ema": self.ema, **options})
+        return stages.couple(self.path, out, cfg, overwrite=overwrite,
+                             callback=callback or log_progress,
+                             model=self.model if self.card.is_custom else None)
+
+
+def load(path: str | Path, *, model: torch.nn.Module | None = None, ema: bool = True,
+         device: str | torch.device = "cpu") -> Flow:
+    """Load a model folder. A model of your own class needs an instance: ``model=Net()``."""
+    return Flow(path, ema=ema, model=model, device=device)
+
+
+def _default_out(*parts: str) -> Path:
+    return Path("checkpoints", *parts)
+
+
+def train(data: str = "moons", *, out: str | Path | None = None,
+          model: torch.nn.Module | dict | None = None, coupling: str = "independent",
+          data_root: str | None = None, download: bool = False, resolution: int = 32,
+          channels: int = 3, resume: bool = False, overwrite: bool = False,
+          evaluate: bool = True, eval_n: int | None = None,
+          callback: Callback | None = None, **options) -> Flow:
+    """Train a 1-rectified flow on ``data`` (a name, a folder of images, an array file).
+    ``out`` defaults to ``checkpoints/<data>/rf1``."""
+    out = Path(out) if out is not None else _default_out(Path(str(data)).stem, "rf1")
+    ck = stages.train(out, data, data_root=data_root, download=download, resolution=resolution,
+                      channels=channels, coupling=coupling, model=model, options=options,
+                      resume=resume, overwrite=overwrite, callback=callback or log_progress,
+                      evaluate=evaluate, eval_n=eval_n)
+    return Flow(ck.path, model=model if isinstance(model, torch.nn.Module) else None)
+
+
+def _pairs_path(pairs) -> Path:
+    return Path(pairs)
+
+
+def reflow(pairs: str | Path, *, out: str | Path | None = None, init: str | Path | None = None,
+           model: torch.nn.Module | None = None, resume: bool = False, overwrite: bool = False,
+           evaluate: bool = True, eval_n: int | None = None, callback: Callback | None = None,
+           **options) -> Flow:
+    """Train the next round on ``pairs`` (a folder written by ``couple``), starting from the
+    teacher's weights. ``out`` defaults to ``<pairs' folder>/../reflow``."""
+    pairs = _pairs_path(pairs)
+    out = Path(out) if out is not None else pairs.parent / "reflow"
+    ck = stages.reflow(pairs, out, init=init, options=options, resume=resume,
+                       overwrite=overwrite, callback=callback or log_progress, evaluate=evaluate,
+                       eval_n=eval_n, model=model)
+    return Flow(ck.path, model=model)
+
+
+def distill(pairs: str | Path, *, k: int = 1, out: str | Path | None = None,
+            init: str | Path | None = None, model: torch.nn.Module | None = None,
+            resume: bool = False, overwrite: bool = False, evaluate: bool = True,
+            eval_n: int | None = None, callback: Callback | None = None, **options) -> Flow:
+    """Train a ``k``-step student on ``pairs``. ``out`` defaults to ``<pairs>/../distill``."""
+    pairs = _pairs_path(pairs)
+    out = Path(out) if out is not None else pairs.parent / "distill"
+    ck = stages.distill(pairs, out, k=k, init=init, options=options, resume=resume,
+                        overwrite=overwrite, callback=callback or log_progress,
+                        evaluate=evaluate, eval_n=eval_n, model=model)
+    return Flow(ck.path, model=model)
+
+
+def _path_of(flow: Flow | str | Path) -> Path:
+    return flow.path if isinstance(flow, Flow) else Path(flow)
+
+
+def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
+             callback: Callback | None = None, **options) -> EvalReport:
+    """Quality at several step counts (with the NFE each took), an adaptive reference and the
+    path metrics of one model, as an :class:`~rectflow.records.EvalReport`."""
+    cfg = resolve(EvalConfig, options)
+    model = flow.model if isinstance(flow, Flow) and flow.card.is_custom else None
+    from .evaluation import evaluate_checkpoint
+    return evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=callback or log_progress,
+                               model=model)
+
+
+def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
+            callback: Callback | None = None, **options) -> dict:
+    """Evaluate every model on the same noise and held-out data; write tables and pictures
+    into ``out`` and return the comparison."""
+    from .compare import compare as run_compare
+    cfg = resolve(EvalConfig, options)
+    return run_compare([_path_of(f) for f in flows], out, cfg,
+                       callback=callback or log_progress)

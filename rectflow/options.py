@@ -1,0 +1,300 @@
+"""Every option of every stage, declared once: name, type, default, bounds, help.
+
+The CLI builds its flags from these tables, ``--config`` TOML files and presets are checked
+against them, and the configs the stages take (:class:`TrainConfig`, :class:`CoupleConfig`,
+:class:`EvalConfig`) are dataclasses made from them. An option the user did not give is unset
+(``None`` in :func:`resolve`'s layers) and is filled from, in order: the saved run (on resume,
+or from the teacher when a stage continues a lineage), the ``--config`` file, the preset, the
+stage's defaults for this kind of data, and the option's own default.
+
+Errors name the option in Python terms (``batch_size``); the CLI shows the flag instead.
+"""
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
+
+from .errors import OptionError, UserError
+from .path import TIME_DISTS, TimeDist
+
+BIG = 10**9
+
+
+@dataclass(frozen=True)
+class Opt:
+    name: str
+    type: Any                        # int, float, str, bool, TimeDist, tuple (of ints), or X | None
+    default: Any
+    help: str
+    lo: float | None = None          # inclusive lower bound
+    hi: float | None = None          # inclusive upper bound
+    above: float | None = None       # exclusive lower bound
+    below: float | None = None       # exclusive upper bound
+    choices: tuple | None = None
+    flag: str | None = None          # CLI flag when not --name-with-dashes
+    short: str | None = None         # e.g. "-n"
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def base_type(self):
+        args = typing.get_args(self.type)
+        if typing.get_origin(self.type) in (typing.Union, types.UnionType):
+            return next(a for a in args if a is not type(None))
+        return self.type
+
+    @property
+    def nullable(self) -> bool:
+        return type(None) in typing.get_args(self.type)
+
+    def fail(self, problem: str) -> OptionError:
+        return OptionError(self.name, self.cli_flag, problem)
+
+    def check(self, value):
+        """``value`` converted to this option's type and checked against its bounds."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise self.fail("must be given")
+        t = self.base_type
+        if t is TimeDist:
+            return _time_dist(self, value)
+        if t is tuple:
+            if isinstance(value, str):
+                value = [s for s in value.split(",") if s.strip()]
+            try:
+                out = tuple(sorted({int(v) for v in value if not isinstance(v, bool)}))
+            except (TypeError, ValueError):
+                raise self.fail(f"must be a list of whole numbers, got {value!r}") from None
+            if not out:
+                raise self.fail(f"must be a list of whole numbers, got {value!r}")
+            for v in out:
+                self._bounds(v)
+            return out
+        ok = (isinstance(value, bool) if t is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if t is float else
+              isinstance(value, int) and not isinstance(value, bool) if t is int else
+              isinstance(value, t))
+        if not ok:
+            if t is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**62:
+                value = int(value)
+            else:
+                raise self.fail(f"must be {_WORDS.get(t, t.__name__)}, got {value!r} "
+                                f"({type(value).__name__})")
+        if t is float:
+            value = float(value)
+            if not math.isfinite(value):
+                raise self.fail(f"must be a finite number, got {value}")
+        if self.choices is not None and value not in self.choices:
+            raise self.fail(f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if t in (int, float):
+            self._bounds(value)
+        return value
+
+    def _bounds(self, v) -> None:
+        if self.lo is not None and v < self.lo:
+            raise self.fail(f"must be >= {_num(self.lo)}, got {v}")
+        if self.hi is not None and v > self.hi:
+            raise self.fail(f"must be <= {_num(self.hi)}, got {v}")
+        if self.above is not None and not v > self.above:
+            raise self.fail(f"must be > {_num(self.above)}, got {v}")
+        if self.below is not None and not v < self.below:
+            raise self.fail(f"must be < {_num(self.below)}, got {v}")
+
+
+_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else f"{x:,}".replace(",", "_") if x >= 10**6 else str(x)
+
+
+def _time_dist(opt: Opt, value) -> TimeDist:
+    if isinstance(value, TimeDist):
+        d = value.to_json()
+    elif isinstance(value, str):
+        d = {"kind": value}
+    elif isinstance(value, dict):
+        d = dict(value)
+    else:
+        raise opt.fail(f"must be a name or a table, got {value!r}")
+    if d.get("kind") not in TIME_DISTS:
+        raise opt.fail(f"must be one of {', '.join(TIME_DISTS)}, got {d.get('kind')!r}")
+    try:
+        td = TimeDist(**d)
+    except TypeError as e:
+        raise opt.fail(f"has an unknown setting ({e})") from None
+    for name, lo in (("std", 0.0), ("a", 0.0)):
+        v = getattr(td, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > lo):
+            raise opt.fail(f"{name} must be a finite number > {lo:g}, got {v!r}")
+    if not math.isfinite(td.mean) or not (isinstance(td.k, int) and 1 <= td.k <= 1000):
+        raise opt.fail("mean must be finite and k a whole number in 1..1000")
+    return td
+
+
+# ------------------------------------------------------------------------------ the tables
+LOSSES = ("l2", "pseudo-huber")
+OBJECTIVES = ("flow",)
+PRECISIONS = ("no", "fp16", "bf16")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")
+SOLVERS = ("euler", "heun", "rk4", "dopri5")
+FIXED_SOLVERS = ("euler", "heun", "rk4")
+
+TRAIN = (
+    Opt("steps", int, 3000, "Optimizer steps.", lo=1, hi=BIG, flag="--train-steps"),
+    Opt("batch_size", int, 2048, "Global batch of one optimizer step (split over processes).",
+        lo=1, hi=10**7),
+    Opt("lr", float, 1e-3, "Adam learning rate.", above=0, hi=10.0),
+    Opt("warmup", int, 100, "Linear learning-rate warm-up steps.", lo=0, hi=BIG),
+    Opt("grad_clip", float, 1.0, "Clip the gradient norm to this (0: off).", lo=0, hi=1e6),
+    Opt("ema_decay", float, 0.999, "Decay of the weights' moving average.", lo=0, below=1),
+    Opt("grad_accum", int, 1, "Micro-batches accumulated per optimizer step.", lo=1, hi=4096),
+    Opt("mixed_precision", str, "no", "Mixed precision through Accelerate.", choices=PRECISIONS),
+    Opt("loss", str, "l2", "Regression loss.", choices=LOSSES),
+    Opt("huber_c", float | None, None, "Pseudo-Huber c (default 0.00054*sqrt(D), as 2-RF++).",
+        above=0, hi=1e6),
+    Opt("time_dist", TimeDist, "uniform", "Distribution of t: uniform, logit-normal, u-shaped."),
+    Opt("objective", str, "flow", "What the network learns.", choices=OBJECTIVES),
+    Opt("seed", int, 0, "Seed of every random draw.", lo=0, hi=2**62),
+    Opt("save_every", int, 1000, "Save a resumable snapshot every N steps.", lo=1, hi=BIG),
+    Opt("log_every", int, 50, "Log the loss every N steps.", lo=1, hi=BIG),
+    Opt("log_with", str | None, None, "Also log through an Accelerate tracker.", choices=TRACKERS),
+)
+
+COUPLE = (
+    Opt("n", int, 100_000, "Number of (source, endpoint) pairs.", lo=1, hi=10**10, short="-n"),
+    Opt("solver", str, "rk4", "ODE solver.", choices=SOLVERS),
+    Opt("steps", int, 32, "Steps of a fixed-grid solver.", lo=1, hi=100_000),
+    Opt("rtol", float, 1e-5, "dopri5 relative tolerance.", lo=1e-12, hi=1.0),
+    Opt("atol", float, 1e-5, "dopri5 absolute tolerance.", lo=1e-12, hi=1.0),
+    Opt("seed", int, 0, "Seed of the source draws (pairs are byte-identical for a seed).",
+        lo=0, hi=2**62),
+    Opt("batch_size", int, 4096, "Paths solved at once, in whole eval chunks (memory only).",
+        lo=1, hi=10**7),
+    Opt("shard_size", int, 50_000, "Pairs per shard file.", lo=1, hi=10**8),
+    Opt("eval_chunk", int, 1024, "Rows per model call (fixed, so pairs do not depend on the "
+        "batch size).", lo=1, hi=10**6),
+    Opt("use_ema", bool, True, "Use the teacher's EMA weights."),
+    Opt("metrics_subsample", int | None, None, "Track path metrics on the first N pairs only.",
+        lo=1, hi=10**10),
+    Opt("ot_subsample", int, 1000, "Pairs (the first by index) for the exact OT cost.",
+        lo=2, hi=20_000),
+)
+
+EVAL = (
+    Opt("steps", tuple, (1, 2, 4, 8, 16), "Comma-separated solver step counts.", lo=1,
+        hi=100_000),
+    Opt("solver", str, "euler", "Fixed-grid solver of the per-steps figures.",
+        choices=FIXED_SOLVERS),
+    Opt("n", int, 2000, "Samples (and held-out points, up to the split's size).", lo=2,
+        hi=10**7, short="-n"),
+    Opt("seed", int, 0, "Seed of the source draws and the reference data.", lo=0, hi=2**62),
+    Opt("path_steps", int, 100, "Euler steps of the fine grid for path metrics.", lo=1,
+        hi=100_000),
+    Opt("adaptive", bool, True, "Add the adaptive dopri5 reference."),
+    Opt("reference_rtol", float, 1e-5, "dopri5 reference: relative tolerance.", lo=1e-12,
+        hi=1.0, flag="--rtol"),
+    Opt("reference_atol", float, 1e-5, "dopri5 reference: absolute tolerance.", lo=1e-12,
+        hi=1.0, flag="--atol"),
+    Opt("ot_subsample", int, 2000, "Endpoints on which the exact OT cost is computed.", lo=2,
+        hi=20_000),
+    Opt("image_w2_subsample", int, 500, "Images: W2 in pixel space on this many.", lo=2,
+        hi=100_000),
+    Opt("use_ema", bool, True, "Evaluate the EMA weights."),
+    Opt("fid_weights", str | None, None, "Local safetensors of torchvision's inception_v3."),
+)
+
+
+# --------------------------------------------------------------------------- configs
+def _config_class(name: str, table: tuple[Opt, ...], doc: str):
+    def default(o: Opt):
+        if o.base_type is TimeDist:
+            return field(default_factory=lambda: _time_dist(o, o.default))
+        return field(default=o.default)
+    cls = make_dataclass(name, [(o.name, o.type, default(o)) for o in table],
+                         namespace={"OPTIONS": table, "validate": _validate, "to_json": _to_json,
+                                    "from_json": classmethod(_from_json),
+                                    "replace": _replace})
+    cls.__doc__ = doc
+    cls.__module__ = __name__
+    return cls
+
+
+def _validate(self) -> None:
+    """Check and normalise every field (types, bounds, choices)."""
+    for o in self.OPTIONS:
+        setattr(self, o.name, o.check(getattr(self, o.name)))
+
+
+def _to_json(self) -> dict:
+    out = {}
+    for o in self.OPTIONS:
+        v = getattr(self, o.name)
+        out[o.name] = v.to_json() if isinstance(v, TimeDist) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _from_json(cls, d: dict):
+    names = {o.name for o in cls.OPTIONS}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    obj = cls(**d)
+    obj.validate()
+    return obj
+
+
+def _replace(self, **changes):
+    d = {f.name: getattr(self, f.name) for f in fields(self)}
+    d.update(changes)
+    obj = type(self)(**d)
+    obj.validate()
+    return obj
+
+
+TrainConfig = _config_class("TrainConfig", TRAIN, "Options of train, reflow and distill.")
+CoupleConfig = _config_class("CoupleConfig", COUPLE, "Options of couple.")
+EvalConfig = _config_class("EvalConfig", EVAL, "Options of eval and compare.")
+
+# Stage defaults that differ from the option's own (reflow: 2-RF++'s U-shaped t, a lower lr).
+STAGE_DEFAULTS: dict[str, dict] = {
+    "train": {},
+    "reflow": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "u-shaped", "a": 4.0}},
+    "distill": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "grid", "k": 1}},
+}
+
+
+def table_of(cls_or_table) -> dict[str, Opt]:
+    """Options by name, of a config class or a table."""
+    table = getattr(cls_or_table, "OPTIONS", cls_or_table)
+    return {o.name: o for o in table}
+
+
+def resolve(cls, *layers: dict | None, where: tuple[str, ...] = ()):
+    """Build a ``cls`` config from layers, most important first; a key missing or ``None`` in
+    one layer is taken from the next. Unknown keys are refused (``where`` names each layer
+    for the message)."""
+    known = table_of(cls)
+    values: dict = {}
+    for i, layer in enumerate(layers):
+        for k, v in (layer or {}).items():
+            if k not in known:
+                src = where[i] if i < len(where) else "options"
+                raise UserError(f"{src}: unknown option {k!r} (known: {', '.join(known)})")
+            if v is not None and k not in values:
+                values[k] = v
+    obj = cls(**{k: known[k].check(v) for k, v in values.items()})
+    obj.validate()
+    return obj
+
+
+def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, ...] = ()):
+    """A :class:`TrainConfig` for ``stage``: the given layers over the stage's defaults."""
+    return resolve(TrainConfig, *layers, STAGE_DEFAULTS[stage],
+                   where=(*where, f"{stage} defaults"))

@@ -1,0 +1,19 @@
+"""Typed records: the one owner of each file format rectflow writes.
+
+* :class:`RunCard` -- a model folder's ``config.json`` (and its weights' header);
+* :class:`PairsPlan`, :class:`PairsManifest` -- a coupling dataset's ``plan.json`` and
+  ``manifest.json``;
+* :class:`EvalReport` -- ``eval.json``, the evaluation of one model;
+* :mod:`.files` -- atomic, pickle-free reading and writing.
+
+Every file carries ``format`` and ``version``; a newer version is refused with one line.
+"""
+from .card import RunCard, versions
+from .files import (atomic_write_bytes, atomic_write_json, load_tensors, read_json,
+                    save_tensors, sha256_file)
+from .manifest import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name
+from .report import EvalReport
+
+__all__ = ["RunCard", "PairsManifest", "PairsPlan", "Shard", "EvalReport", "versions",
+           "shard_name", "sidecar_name", "atomic_write_bytes", "atomic_write_json",
+           "load_tensors", "read_json", "save_tensors", "sha256_file"]

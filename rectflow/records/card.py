@@ -1,0 +1,106 @@
+"""The run card: what a model folder is (``config.json``) and what its weights carry.
+
+A model folder holds ``config.json`` (this record), ``model.safetensors`` and
+``ema.safetensors`` (whose header metadata repeats the model config and shape, so weights and
+card cannot drift apart unnoticed), ``eval.json``, ``metrics.jsonl`` (the training log) and
+``state/`` (resume snapshots). Version 1 cards (rectflow 0.1) are read and upgraded: they had
+no objective (flow matching) and their MLP used the old time scale (recorded by the models
+package when the field is missing).
+"""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CheckpointError
+from .base import Record
+from .files import tensor_metadata
+
+STAGES = ("train", "reflow", "distill")
+WEIGHTS = {"model": "model.safetensors", "ema": "ema.safetensors"}
+META_KEY = "rectflow"
+
+
+def versions() -> dict:
+    import accelerate
+    import torch
+
+    from .. import __version__
+    return {"rectflow": __version__, "torch": torch.__version__,
+            "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+@dataclass
+class RunCard(Record):
+    FORMAT = "rectflow/checkpoint"
+    VERSION = 2
+    FILENAME = "config.json"
+
+    stage: str                       # train | reflow | distill
+    data: dict                       # data spec (rectflow.data.data_spec)
+    shape: list[int]
+    model: dict                      # {"type": "mlp"|"unet"|"custom", ...}
+    train: dict                      # resolved TrainConfig
+    seed: int = 0
+    round: int = 1
+    parent: dict | None = None       # {"pairs", "init", "init_weights", "teacher"} (relative paths)
+    objective: dict = field(default_factory=lambda: {"name": "flow"})
+    coupling: str = "independent"
+    normalization: dict | None = None
+    sample: dict = field(default_factory=lambda: {"solver": "euler", "steps": 100})
+    distill_k: int | None = None
+    heldout: dict | None = None      # how the evaluation split was made (files, folders)
+    versions: dict = field(default_factory=versions)
+    steps_done: int = 0
+    complete: bool = False
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage {self.stage!r} is not one of {', '.join(STAGES)}")
+        if not isinstance(self.model, dict) or "type" not in self.model:
+            raise ValueError("'model' must be a dict with a 'type'")
+        if not isinstance(self.data, dict) or "name" not in self.data:
+            raise ValueError("'data' must be a data spec with a 'name'")
+        self.shape = [int(s) for s in self.shape]
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"shape {self.shape} is not a shape")
+        self.round, self.steps_done, self.seed = int(self.round), int(self.steps_done), int(self.seed)
+
+    @classmethod
+    def from_json(cls, d: dict, version: int) -> "RunCard":
+        d = dict(d)
+        d.pop("format", None)
+        if version == 1:   # rectflow 0.1: no objective; its MLP/U-Net used t * 1000
+            d.setdefault("objective", {"name": "flow"})
+        return super().from_json(d, version)
+
+    # ---------------------------------------------------------------------- weights
+    def weights_metadata(self) -> dict[str, str]:
+        """Stored in the header of every weights file of this folder."""
+        return {META_KEY: json.dumps({"model": self.model, "shape": self.shape,
+                                      "objective": self.objective})}
+
+    def check_weights(self, path: Path) -> None:
+        """Refuse weights whose header names another model than this card (files written
+        before rectflow 0.2 carry no header and are checked by their tensor shapes only)."""
+        meta = tensor_metadata(path).get(META_KEY)
+        if meta is None:
+            return
+        try:
+            m = json.loads(meta)
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path} has an unreadable rectflow header") from None
+        if m.get("model") != self.model or list(m.get("shape", [])) != self.shape:
+            raise CheckpointError(f"{path} holds weights of another model than its "
+                                  f"{self.FILENAME} describes")
+
+    @property
+    def is_custom(self) -> bool:
+        return self.model.get("type") == "custom"
+
+    @property
+    def kind(self) -> str:
+        """What kind of data: '2d' (vectors) or 'image'."""
+        return "image" if len(self.shape) == 3 else "vector"
