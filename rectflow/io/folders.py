@@ -79,7 +79,7 @@ def is_owned(path: str | Path, kind: str | None = None) -> bool:
 
 def is_empty(folder: str | Path) -> bool:
     """True when ``folder`` holds nothing but (at most) its marker."""
-    return all(p.name == MARKER for p in Path(folder).iterdir())
+    return all(p.name in (MARKER, f"{MARKER}.tmp") for p in Path(folder).iterdir())
 
 
 # ----------------------------------------------------------------------------------- checks
@@ -182,12 +182,18 @@ def _require_lock(out: Path, caller: str) -> None:
 
 
 def _discard(path: Path) -> None:
-    """Remove a leftover staging folder: all of it if rectflow owns it, else only if empty."""
-    if is_owned(path):
-        shutil.rmtree(path)
-    elif path.is_dir() and not path.is_symlink():
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    """Remove a staging folder if rectflow owns it (or it is empty), its marker last, so a
+    removal cut short by a crash is still recognised and finished next time."""
+    if not (is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path)):
+        return
+    for entry in path.iterdir():
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    shutil.rmtree(path)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -279,7 +285,7 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False, commit
         _commit(out, new)
         raise
     except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
+        _discard(new)
         raise
     _check_contents(out, kind, overwrite, resume=False)   # nobody put files there meanwhile
     _commit(out, new)
