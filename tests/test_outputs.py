@@ -396,6 +396,27 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
         assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()
 
 
+def test_a_lock_file_removed_under_the_taker_is_not_trusted(tmp_path, monkeypatch):
+    """The holder removes its file on release; a taker that opened the old file just before
+    must notice and lock the new one, or two processes could both think they hold it."""
+    from rectflow.io import lock
+    out, real_open, opened = tmp_path / "rf1", os.open, []
+
+    def open_then_lose_it(path, *args):
+        fd = real_open(path, *args)
+        if not opened:
+            os.unlink(path)            # the holder released and removed it in between
+        opened.append(fd)
+        return fd
+    monkeypatch.setattr(lock.os, "open", open_then_lose_it)
+    with FolderLock(out):
+        monkeypatch.undo()
+        assert len(opened) == 2 and lock_path(out).exists()
+        assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()
+        taker = spawn(TAKER, out)
+        assert taker.communicate(timeout=TIMEOUT)[1] == "" and taker.returncode == 2
+
+
 def test_lock_is_reentrant_and_only_the_main_rank_takes_it(tmp_path):
     out = tmp_path / "rf1"
     with FolderLock(out, is_main=False):

@@ -242,19 +242,20 @@ def exchange(a: Path, b: Path) -> None:
 def _commit(out: Path, new: Path) -> None:
     if not os.path.lexists(out):
         os.rename(new, out)
-    else:
-        try:
-            exchange(new, out)           # now `new` holds the old run
-            _discard(new)
-        except OSError as e:
-            if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
-                raise
-            done, old = sibling(out, "done"), sibling(out, "old")
-            os.rename(new, done)
-            os.rename(out, old)
-            os.rename(done, out)
-            _discard(old)
+        _fsync_dir(out.parent)
+        return
+    try:
+        exchange(new, out)               # now `new` holds the old run
+        trash = new
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
+            raise
+        done, trash = sibling(out, "done"), sibling(out, "old")
+        os.rename(new, done)
+        os.rename(out, trash)
+        os.rename(done, out)             # recover() finishes this if we die just before
     _fsync_dir(out.parent)
+    _discard(trash)
 
 
 @contextlib.contextmanager
