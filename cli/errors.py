@@ -54,6 +54,14 @@ def _quiet_unless_main() -> None:
         sys.stdout = open(os.devnull, "w")
 
 
+def _resume_argv(argv: list[str] | None) -> list[str]:
+    """The command that continues an interrupted run: the same one, with --resume."""
+    import shlex
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = [a for a in args if a not in ("--overwrite", "--resume")]
+    return [shlex.quote(a) for a in args] + ["--resume"]
+
+
 def run(command, argv: list[str] | None) -> int:
     """Run the click command; known errors -> one line + exit code (see the module docstring).
     ``RECTFLOW_DEBUG=1`` re-raises them with their traceback."""
@@ -79,10 +87,10 @@ def run(command, argv: list[str] | None) -> int:
     except StageInterrupted as e:
         if debug:
             raise
-        hint = f"; rerun the same command with --resume to continue from step {e.step}" \
-            if e.step else ""
+        hint = ("; to continue, rerun: rectflow " + " ".join(_resume_argv(argv))
+                if e.step else "")
         print(f"rectflow: {_one_line(e)}{hint}", file=sys.stderr)
-        return 143 if e.signal == "SIGTERM" else 130
+        return e.exit_code
     except _ABORT:
         print("rectflow: aborted", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from . import checkpoint as ckpt
-from . import report
+from . import io, report
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .errors import UserError
@@ -146,15 +146,15 @@ def flat_table(result: dict) -> tuple[list[str], list[list]]:
 
 
 def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None = None, *,
-            features_dir: str | Path | None = None, callback: Callback | None = None) -> dict:
+            features_dir: str | Path | None = None, callback: Callback | None = None,
+            overwrite: bool = False) -> dict:
     """Evaluate every checkpoint on the same noise and reference data; write tables and
     pictures into ``out``; return the ``compare.json`` content."""
     cfg = config or EvalConfig()
     cfg.validate()
     paths = find_checkpoints(dirs)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is a file")
+    io.check_output(out, inputs=paths, overwrite=overwrite, kind="compare")
     labels = _labels(paths)
     first = Checkpoint(paths[0])
     spec = first.card.data
@@ -185,7 +185,14 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
               "n": evals[0].n, "n_reference": evals[0].n_reference,
               "classifier": evals[0].classifier,
               "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
-    out.mkdir(parents=True, exist_ok=True)
+    with io.FolderLock(out):
+        io.ensure_output(out, "compare", resume=overwrite)
+        _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
+    return result
+
+
+def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
+                   per_eval: int) -> None:
     done = per_eval * len(paths)
     result["pictures"] = {}
     for name, draw in _pictures(result, paths, labels, dataset, cfg).items():
@@ -197,7 +204,6 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
     fh, fr = flat_table(result)
     ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
     ckpt.atomic_write_json(out / "compare.json", result)
-    return result
 
 
 def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,

@@ -40,10 +40,46 @@ class OptionError(UserError):
         return f"{self.flag} {self.problem}"
 
 
-class StageInterrupted(Exception):
-    """A stage was stopped by Ctrl-C or SIGTERM after saving what it had: ``step`` is the last
-    step kept (training) and ``out`` the folder to resume."""
+class OutputError(UserError):
+    """An output folder cannot be used as asked: it holds data rectflow must not touch, it is
+    (or lies inside or contains) an input, the working or home folder or a filesystem root, or
+    it is not writable."""
 
-    def __init__(self, step: int, out: str, signal: str = "SIGINT"):
-        super().__init__(f"interrupted ({signal}) after step {step}; saved in {out}")
-        self.step, self.out, self.signal = step, out, signal
+
+class OutputLocked(OutputError):
+    """Another process is writing the same output folder."""
+
+
+class ResourceError(UserError):
+    """The machine ran out of something: disk space, quota, memory, permissions, a writable
+    file system. ``errno`` is the OS error number when there is one."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class StageInterrupted(Exception):
+    """The user stopped a stage with SIGINT or SIGTERM. Not a user error: the stage stopped at a
+    step boundary (``step``) and ``resume`` is the command that continues it, when there is one.
+    ``exit_code`` is the shell convention 128 + signal number (130 for SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, signum: int, step: int | None = None, resume: str | None = None):
+        import signal
+        self.signum = int(signum)
+        self.step = step
+        self.resume = resume
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        text = f"interrupted by {name}"
+        if step is not None:
+            text += f" at step {step}; a snapshot of that step is saved"
+        if resume:
+            text += f"; resume with: {resume}"
+        super().__init__(text)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import checkpoint as ckpt
-from . import presets, stages
+from . import io, presets, stages
 from .checkpoint import Checkpoint
 from .compare import compare
 from .errors import UserError
@@ -90,7 +90,7 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
                                       overwrite=_orphan(d / "distill"), callback=cb,
                                       evaluate=False)
     return lambda: compare([d / m for m in MODELS], d / "compare", presets.eval_config(cfg),
-                           callback=cb)
+                           callback=cb, overwrite=(d / "compare").exists())
 
 
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
@@ -100,9 +100,8 @@ def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
     "start" | "skipped" | "done", "seconds"}``, and each stage's own events in between."""
     cfg = presets.resolve(preset, config_file, overrides)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is a file")
-    stages.check_output(out, resume=True)
+    started = out.is_dir() and any(out.iterdir())
+    stages.check_output(out, "run", resume=started)
     saved = out / "resolved.json"
     if saved.is_file():
         diff = _diff(ckpt.read_json(saved), cfg)
@@ -116,10 +115,17 @@ def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
     emit = callback if (callback is not None and main) else (lambda e: None)
     record = ckpt.read_json(out / "run.json") if (out / "run.json").is_file() else \
         {"format": "rectflow/run", "version": 1, "preset": preset, "stages": {}}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_json(saved, cfg)
-    state.wait_for_everyone()
+    lock = io.FolderLock(out, is_main=main)
+    with lock:
+        if main:
+            io.ensure_output(out, "run", resume=started)
+            ckpt.atomic_write_json(saved, cfg)
+        state.wait_for_everyone()
+        return _run_stages(out, cfg, record, state, emit)
+
+
+def _run_stages(out: Path, cfg: dict, record: dict, state, emit) -> dict:
+    main = state.is_main_process
     result = None
     for name in STAGES:
         folder = out / name

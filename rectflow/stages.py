@@ -8,21 +8,23 @@ The friendlier keyword API for notebooks is :mod:`rectflow.api`.
 """
 from __future__ import annotations
 
-import io
+import io as _bytes
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
+
+import math
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import io
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS, make_source
 from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, StageInterrupted, UserError
 from .evaluation import noise, stage_report
 from .models import build_model, custom_config, default_model_config
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
@@ -38,30 +40,33 @@ Options = TrainConfig | dict | None
 
 
 # ---------------------------------------------------------------------------- output folders
-def check_output(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse to write into an existing, non-empty folder unless told; check it is writable.
-    Touches nothing, so a refused run leaves earlier output as it was."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is a file")
-    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
-        raise UserError(f"output {out} already exists; pass overwrite to replace it "
-                        "or resume to continue it")
-    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write to {out}: {parent} is not writable")
-    return out
+def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
+                 resume: bool = False) -> Path:
+    """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
+    touches nothing, so a refused run leaves earlier output as it was."""
+    return io.check_output(out, inputs=[p for p in inputs if p is not None],
+                           overwrite=overwrite, kind=kind, resume=resume)
 
 
-def open_output(out: Path, overwrite: bool = False) -> Path:
-    """Called only once every input has been validated."""
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create {out}: {e.strerror}") from None
-    return out
+def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
+    """``run(folder)`` with ``out`` locked against other writers. With ``overwrite`` the new
+    run is written beside the old one and swapped in when it completes (or when it is
+    interrupted, so it can be resumed); until then the old run is intact."""
+    main = acc.is_main_process
+    with io.FolderLock(out, is_main=main):
+        if overwrite and not resume:
+            if not main:
+                acc.wait_for_everyone()
+                return run(io.sibling(out, "new"))
+            with io.staged_output(out, kind, overwrite=True,
+                                  commit_on=(StageInterrupted,)) as work:
+                acc.wait_for_everyone()
+                result = run(work)
+            return result
+        if main:
+            io.ensure_output(out, kind, resume=resume)
+        acc.wait_for_everyone()
+        return run(out)
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -112,17 +117,17 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
                resume: bool, overwrite: bool, callback, evaluate: bool,
                eval_n: int | None) -> Checkpoint:
     acc = make_accelerator(mixed_precision=cfg.mixed_precision,
-                           gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
-                           project_dir=str(out))
+                           gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with)
     check_run(cfg, acc.num_processes)   # before overwrite clears anything
-    if acc.is_main_process:
-        open_output(out, overwrite and not resume)
-    acc.wait_for_everyone()
-    fit(model, source, cfg, out, card, resume=resume, callback=callback, accelerator=acc)
-    if evaluate and acc.is_main_process:
-        stage_report(out, n=eval_n, device=acc.device, callback=callback,
-                     model=model if card.is_custom else None)
-    acc.wait_for_everyone()
+
+    def run(folder: Path) -> None:
+        fit(model, source, cfg, folder, card, resume=resume, callback=callback, accelerator=acc)
+        if evaluate and acc.is_main_process:
+            stage_report(folder, n=eval_n, device=acc.device, callback=callback,
+                         model=model if card.is_custom else None)
+        acc.wait_for_everyone()
+
+    write_stage(out, "model", overwrite, resume, acc, run)
     return Checkpoint(out)
 
 
@@ -137,8 +142,9 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
 
     ``model`` is a dict of overrides of the default network (``{"hidden": 128}``) or the
     user's own ``nn.Module`` called as ``model(x, t)``."""
-    out = check_output(out, overwrite, resume)
     own = model if isinstance(model, torch.nn.Module) else None
+    data_path = Path(data_root) if data_root else Path(data) if Path(data).exists() else None
+    out = check_output(out, "model", [data_path], overwrite, resume)
     if resume:
         card = _saved_card(out, "train")
         cfg = _resumed_config(card, options, file_options)
@@ -186,7 +192,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                     options: Options, sample_steps: int, resume: bool, overwrite: bool,
                     callback, evaluate: bool, eval_n: int | None, module,
                     extra: dict, file_options: dict | None = None) -> Checkpoint:
-    out = check_output(out, overwrite, resume)
+    out = check_output(out, "model", [pairs, init], overwrite, resume)
     if resume:
         card = _saved_card(out, stage)
         cfg = _resumed_config(card, options, file_options)
@@ -266,24 +272,16 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     teacher = Checkpoint(ckpt_dir)
     weights = teacher.weights_path(cfg.use_ema)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is a file")
     plan = make_plan(cfg, ckpt.sha256_file(weights))
     acc = make_accelerator()
+    check_output(out, "pairs", [teacher.path], overwrite, resume=not overwrite and out.is_dir())
     state = "new" if overwrite else check_plan(out, plan)
-    if state != "complete":   # check_plan judged what is in the folder; this checks access
-        check_output(out, overwrite, resume=True)
     acc.wait_for_everyone()   # every process has judged the folder before anyone writes to it
     if state == "complete":
         if callback and acc.is_main_process:
             callback({"event": "complete"})
         return PairsManifest.read(out) if acc.is_main_process else None
     net = teacher.load_model(ema=cfg.use_ema, device=acc.device, module=model)
-    if acc.is_main_process:
-        open_output(out, overwrite)
-        remove_stale_temps(out)
-        plan.write(out)
-    acc.wait_for_everyone()
     tc = teacher.card
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
@@ -292,7 +290,17 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
                                 if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
-    return write_pairs(net, teacher.shape, out, cfg, provenance, callback, acc)
+
+    def run(folder: Path):
+        if acc.is_main_process:
+            remove_stale_temps(folder)
+            plan.write(folder)
+        acc.wait_for_everyone()
+        prov = {**provenance, "teacher": {**provenance["teacher"],
+                                          "path": _rel(teacher.path, out)}}
+        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc)
+
+    return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -326,9 +334,12 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     for p in (out, picture):
         if p.exists() and not overwrite:
             raise UserError(f"{p} already exists; pass overwrite to replace it")
-    if (ck.path.resolve() in out.resolve().parents):
+    if ck.path.resolve() in out.resolve().parents:
         raise UserError(f"{out} lies inside the model folder {ck.path}; write elsewhere")
-    check_output(out.parent, overwrite=True)
+    for p in (out, picture):
+        if p.is_dir() or p.is_symlink():
+            raise UserError(f"{p} is a folder or a link; name a file")
+    io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     net = ck.load_model(ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
                         atol=atol)
@@ -339,7 +350,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     if is_image:   # back to the data's own 8-bit pixels
         raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
+    buf = _bytes.BytesIO()
     np.save(buf, raw.numpy(), allow_pickle=False)
     ckpt.atomic_write_bytes(out, buf.getvalue())
     pic = save_samples_picture(x if is_image else raw, picture, is_image,

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from accelerate import Accelerator
 
 from . import checkpoint as ckpt
 from .couplings import PairSource
+from .io import graceful_interrupts
 from .errors import StageInterrupted, TrainingDiverged, UserError
 from .objectives import Objective, build_objective
 from .options import TRACKERS, TrainConfig
@@ -269,9 +271,11 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     emit({"event": "start", "step": start, "steps": cfg.steps})
     model.train()
     done = start
-    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []), \
+            graceful_interrupts() as stop:
         try:
             for step in range(start + 1, cfg.steps + 1):
+                stop.check()   # a SIGINT/SIGTERM is acted on between steps
                 log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
                 ema.update(step)
                 done = step
@@ -281,10 +285,10 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
                     snaps.save(step, model, optimizer, ema, meta)
                     emit({"event": "save", "step": step})
         except (KeyboardInterrupt, StageInterrupted) as e:
-            if done > start:
+            if done > start and not (done % cfg.save_every == 0 or done == cfg.steps):
                 log.flush(done, learning_rate(cfg, done))
                 snaps.save(done, model, optimizer, ema, meta)
-            raise StageInterrupted(done, str(out), getattr(e, "signal", "SIGINT")) from None
+            raise StageInterrupted(getattr(e, "signum", signal.SIGINT), done) from None
     if start >= cfg.steps:   # nothing left to run; still make sure the folder says complete
         snaps.save(start, model, optimizer, ema, meta)
     if cfg.log_with:

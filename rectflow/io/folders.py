@@ -1,0 +1,330 @@
+"""Output folders that no command can lose: ownership markers, checks before writing, and
+staged replacement.
+
+Every folder rectflow creates holds a marker file ``.rectflow`` (JSON: ``kind``, ``created``,
+``rectflow`` version). Only a folder with a marker of the right kind is ever replaced or resumed.
+
+A replacing (``overwrite``) run is written into the hidden sibling ``.<name>.rectflow-new`` and
+swapped in only when it succeeded, by one atomic ``renameat2(RENAME_EXCHANGE)`` where the file
+system has it, else by renames through ``.<name>.rectflow-done`` and ``.<name>.rectflow-old``.
+A crash leaves the old or the new run under ``<name>``; in the rename fallback it may leave it
+under ``-done`` / ``-old`` for an instant, and :func:`recover` (run at the start of every
+:func:`staged_output` and :func:`ensure_output`) puts it back. Everything that changes ``out``
+runs while this process holds :class:`~rectflow.io.lock.FolderLock` on it.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..errors import OutputError
+from .lock import holds_lock
+
+MARKER = ".rectflow"
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_STAGES = ("new", "done", "old")
+
+
+# ------------------------------------------------------------------------------- ownership
+def _check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise ValueError(f"kind must be a short lowercase name like 'model', got {kind!r}")
+    return kind
+
+
+def write_marker(folder: str | Path, kind: str) -> None:
+    """Mark ``folder`` (which must exist) as a rectflow folder of ``kind``."""
+    folder = Path(folder)
+    data = json.dumps({"kind": _check_kind(kind), "rectflow": __version__,
+                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    tmp = folder / f"{MARKER}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / MARKER)
+
+
+def read_marker(folder: str | Path) -> dict | None:
+    """The marker of ``folder`` as a dict, or None when there is no valid one (a symlinked,
+    oversized or malformed marker does not count)."""
+    path = Path(folder) / MARKER
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 4096:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    return data
+
+
+def is_owned(path: str | Path, kind: str | None = None) -> bool:
+    """True when ``path`` is a real folder rectflow made (of ``kind``, when given)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    marker = read_marker(path)
+    return marker is not None and (kind is None or marker["kind"] == kind)
+
+
+def is_empty(folder: str | Path) -> bool:
+    """True when ``folder`` holds nothing but (at most) its marker."""
+    return all(p.name in (MARKER, f"{MARKER}.tmp") for p in Path(folder).iterdir())
+
+
+# ----------------------------------------------------------------------------------- checks
+def _real(path: Path) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _refuse_special(out: Path, real: Path) -> None:
+    if real == Path(real.anchor) or os.path.ismount(real):
+        raise OutputError(f"out {out} is a filesystem root or mount point; choose a folder "
+                          "inside it")
+    places = (("the current working folder", Path.cwd()), ("the home folder", Path.home()))
+    for name, place in places:
+        place = _real(place)
+        if place == real or place.is_relative_to(real):
+            verb = "is" if place == real else "contains"
+            raise OutputError(f"out {out} {verb} {name} ({place}); choose a folder inside it")
+
+
+def _refuse_inputs(out: Path, real: Path, inputs) -> None:
+    for given in inputs:
+        if given is None:
+            continue
+        inp = _real(Path(given))
+        if inp == real:
+            raise OutputError(f"out {out} is the input {given}; choose another folder")
+        if inp.is_relative_to(real):
+            raise OutputError(f"out {out} contains the input {given}; choose another folder")
+        if real.is_relative_to(inp):
+            raise OutputError(f"out {out} lies inside the input {given}; choose another folder")
+
+
+def _check_writable(out: Path) -> None:
+    parent = Path(os.path.abspath(out)).parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {out}: {parent} is a file, not a folder")
+    for place in (parent, out) if out.is_dir() else (parent,):
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write to {out}: {place} is not writable")
+
+
+def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None:
+    """``out`` may be used: absent or empty, or (when replaced or resumed) rectflow's, of
+    ``kind``."""
+    if out.is_symlink():
+        raise OutputError(f"out {out} is a symbolic link; pass the folder it points to")
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError(f"out {out} is a file; a folder is wanted")
+    if not out.is_dir() or is_empty(out):
+        return
+    if not (overwrite or resume):
+        raise OutputError(f"out {out} already exists and is not empty; pass overwrite=True to "
+                          "replace it or resume=True to continue it")
+    marker = read_marker(out) or _legacy_marker(out)
+    doing = "replace" if overwrite else "resume"
+    if marker is None:
+        raise OutputError(f"out {out} was not made by rectflow (no {MARKER} marker); refusing "
+                          f"to {doing} it: move it away or choose another folder")
+    if marker["kind"] != kind:
+        raise OutputError(f"out {out} holds a rectflow {marker['kind']!r} folder, not "
+                          f"{kind!r}; refusing to {doing} it")
+
+
+_LEGACY = (("config.json", "rectflow/checkpoint", "model"), ("plan.json", "rectflow/pairs",
+                                                               "pairs"),
+           ("resolved.json", None, "run"), ("compare.json", "rectflow/compare", "compare"))
+
+
+def _legacy_marker(out: Path) -> dict | None:
+    """A folder written by rectflow 0.1 (before markers) is recognised by its own record."""
+    for name, fmt, kind in _LEGACY:
+        f = out / name
+        if f.is_file() and not f.is_symlink() and f.stat().st_size < 1 << 20:
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and (fmt is None and "preset" in data
+                                           or str(data.get("format", "")).startswith(fmt or "-")):
+                return {"kind": kind}
+    return None
+
+
+def check_output(out: str | Path, *, inputs=(), overwrite: bool = False, kind: str,
+                 resume: bool = False) -> Path:
+    """Refuse an output folder that cannot be written without risk; touches nothing.
+
+    Refused always: ``out`` is, contains or lies inside one of ``inputs`` (paths, symlinks
+    resolved), is or contains the working or home folder, is a filesystem root or mount point,
+    is a symlink or a file, or its parent cannot be written. Refused unless ``overwrite`` or
+    ``resume``: ``out`` is not empty. Refused even then: it has no marker of ``kind``.
+    """
+    _check_kind(kind)
+    if overwrite and resume:
+        raise OutputError("overwrite=True and resume=True contradict each other; pass one")
+    out = Path(out)
+    real = _real(out)
+    _refuse_special(out, real)
+    _refuse_inputs(out, real, inputs)
+    _check_contents(out, kind, overwrite, resume)
+    _check_writable(out)
+    return out
+
+
+# ------------------------------------------------------------------------ staged replacement
+def sibling(out: str | Path, stage: str) -> Path:
+    """The hidden sibling ``.<name>.rectflow-<stage>`` of ``out`` (stage: new, done, old).
+    Ranks other than the main one write a staged run into ``sibling(out, "new")``."""
+    if stage not in _STAGES:
+        raise ValueError(f"stage must be one of {_STAGES}, got {stage!r}")
+    out = Path(os.path.abspath(out))
+    return out.parent / f".{out.name}.rectflow-{stage}"
+
+
+def _require_lock(out: Path, caller: str) -> None:
+    if not holds_lock(out):
+        raise RuntimeError(f"{caller}({out}) must run under FolderLock({out})")
+
+
+def _discard(path: Path) -> None:
+    """Remove a staging folder if rectflow owns it (or it is empty), its marker last, so a
+    removal cut short by a crash is still recognised and finished next time."""
+    if not (is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path)):
+        return
+    for entry in path.iterdir():
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    shutil.rmtree(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def recover(out: str | Path) -> None:
+    """Finish or undo a replacement that a killed process left half done, then remove its
+    leftover staging folders. Call only while holding ``FolderLock(out)``."""
+    out = Path(os.path.abspath(out))
+    if not os.path.lexists(out):
+        for stage in ("done", "old"):   # the finished new run first, else the old one back
+            if is_owned(sibling(out, stage)):
+                os.rename(sibling(out, stage), out)
+                _fsync_dir(out.parent)
+                break
+    for stage in _STAGES:
+        if os.path.lexists(sibling(out, stage)):
+            _discard(sibling(out, stage))
+
+
+_libc = None
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); OSError where the
+    system or file system cannot."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(_libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a))
+
+
+def _commit(out: Path, new: Path) -> None:
+    if not os.path.lexists(out):
+        os.rename(new, out)
+        _fsync_dir(out.parent)
+        return
+    try:
+        exchange(new, out)               # now `new` holds the old run
+        trash = new
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
+            raise
+        done, trash = sibling(out, "done"), sibling(out, "old")
+        os.rename(new, done)
+        os.rename(out, trash)
+        os.rename(done, out)             # recover() finishes this if we die just before
+    _fsync_dir(out.parent)
+    _discard(trash)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path, kind: str, *, overwrite: bool = False, commit_on=()):
+    """Write a run into a hidden sibling folder; yield it; swap it in under ``out`` only when
+    the block succeeds (or raises one of ``commit_on``, e.g. ``(StageInterrupted,)`` to keep a
+    resumable partial run). On any other exception the staged folder is removed and ``out`` is
+    as it was. An existing ``out`` is replaced only if ``overwrite`` and it is rectflow's, of
+    ``kind`` (or empty). Main process only, under ``FolderLock(out)``."""
+    _check_kind(kind)
+    out = Path(out)
+    _require_lock(out, "staged_output")
+    recover(out)
+    _check_contents(out, kind, overwrite, resume=False)
+    new = sibling(out, "new")
+    if os.path.lexists(new):
+        raise OutputError(f"{new} is in the way and was not made by rectflow; remove it")
+    try:
+        new.parent.mkdir(parents=True, exist_ok=True)
+        new.mkdir()
+        write_marker(new, kind)
+    except OSError as e:
+        shutil.rmtree(new, ignore_errors=True)
+        raise OutputError(f"cannot create {new}: {e.strerror}") from e
+    try:
+        yield new
+    except commit_on:
+        _commit(out, new)
+        raise
+    except BaseException:
+        _discard(new)
+        raise
+    _check_contents(out, kind, overwrite, resume=False)   # nobody put files there meanwhile
+    _commit(out, new)
+
+
+def ensure_output(out: str | Path, kind: str, *, resume: bool = False) -> Path:
+    """Create ``out`` (or take an empty one) and mark it as ``kind``; with ``resume`` an
+    existing run of ``kind`` is accepted as it is. Main process only, under
+    ``FolderLock(out)``."""
+    _check_kind(kind)
+    out = Path(out)
+    _require_lock(out, "ensure_output")
+    recover(out)
+    _check_contents(out, kind, overwrite=False, resume=resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if read_marker(out) is None:
+            write_marker(out, kind)
+    except OSError as e:
+        raise OutputError(f"cannot create {out}: {e.strerror}") from e
+    return out

@@ -1,0 +1,123 @@
+"""One writer per output folder.
+
+:class:`FolderLock` takes an exclusive ``flock`` on ``<parent>/.<name>.rectflow-lock``, beside
+the output rather than in it, so it guards the name ``out`` across a staged swap of the folder.
+The holder writes its pid, host, command line and start time into the file; a second process
+fails at once with :class:`~rectflow.errors.OutputLocked` naming them. The kernel drops a flock
+when its holder dies (even by SIGKILL), so a dead holder's lock is simply taken over. The file
+is removed on a clean release; a taker checks that the file it locked is still the one under
+that name, so removal cannot let two holders in.
+
+In a distributed run only the main process takes the lock (``is_main``); the other ranks of the
+same run do not try, so they count as one writer. The lock is re-entrant within a process.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import OutputError, OutputLocked
+
+_HELD: dict[str, list] = {}   # lock file -> [fd, depth] for the locks this process holds
+
+
+def lock_path(out: str | Path) -> Path:
+    """Where the lock of ``out`` lives: ``<real parent>/.<name>.rectflow-lock``."""
+    out = Path(os.path.abspath(out))
+    return out.parent.resolve() / f".{out.name}.rectflow-lock"
+
+
+def holds_lock(out: str | Path) -> bool:
+    """True when this process holds ``FolderLock(out)``."""
+    return str(lock_path(out)) in _HELD
+
+
+def _holder() -> dict:
+    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+            *sys.argv[1:]]
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": shlex.join(argv)[:300]}
+
+
+def _describe(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return (f"pid {info['pid']} on {info['host']}, since {info['since']}: "
+                f"{info['command']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its details are not written yet"
+
+
+class FolderLock:
+    """``with FolderLock(out, is_main=acc.is_main_process):`` around everything that writes
+    ``out``. Raises OutputLocked when another process holds it."""
+
+    def __init__(self, out: str | Path, *, is_main: bool = True):
+        self.out = Path(out)
+        self.is_main = bool(is_main)
+        self.path = lock_path(out)
+
+    def __enter__(self) -> FolderLock:
+        if not self.is_main:
+            return self
+        key = str(self.path)
+        if key in _HELD:
+            _HELD[key][1] += 1
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {self.path.parent}: {e.strerror}") from e
+        for _ in range(5):
+            fd = self._open_locked()
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:          # released and removed between our open and our flock
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(_holder()) + "\n").encode("utf-8"), 0)
+            os.fsync(fd)
+            _HELD[key] = [fd, 1]
+            return self
+        raise OutputLocked(f"cannot lock {self.out}: {self.path} keeps being replaced")
+
+    def _open_locked(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot create the lock file {self.path}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(fd)
+            os.close(fd)
+            raise OutputLocked(f"out {self.out} is being written by another rectflow process "
+                               f"({holder}); wait for it to end or stop it, or choose another "
+                               "folder") from None
+        except OSError as e:
+            os.close(fd)
+            raise OutputError(f"cannot lock {self.path}: {e.strerror}") from e
+        return fd
+
+    def __exit__(self, *exc) -> None:
+        if not self.is_main:
+            return
+        entry = _HELD[str(self.path)]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[str(self.path)]
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(entry[0])
