@@ -36,6 +36,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes
 from .errors import UserError
+from .evaluation import METRIC_NOTES
 from .metrics import PathStats, ot_cost, w2
 from .solvers import METHODS, solve
 
@@ -48,18 +49,11 @@ VERSION = 1
 NOTES = {
     "nfe": "velocity evaluations per sample for the whole solve (Euler 1 per step, Heun 2, "
            "RK4 4; dopri5 chooses its own steps)",
-    "w2": "exact 2-Wasserstein distance between the N endpoints and N reference data points "
-          "(optimal one-to-one assignment, squared Euclidean cost, square-rooted)",
-    "w2_floor": "W2 between two disjoint sets of N reference data points: the score of a "
-                "perfect sampler at this N; a W2 near the floor is as good as it gets",
-    "straightness": "sum over steps of dt * mean |(z1 - z0) - v(z_t, t)|^2 on a fine Euler "
-                    "grid; 0 when every path is a straight line at constant speed",
-    "straightness_per_dim": "straightness divided by the data dimension",
-    "curvature": "spread along each path of the endpoint the flow predicts, "
-                 "z_t + (1 - t) v(z_t, t); 0 for straight paths",
-    "transport_cost": "mean |z1 - z0|^2 between each noise point and where the flow takes it",
-    "ot_cost": "the same cost for the optimal assignment of the same endpoints; "
-               "transport_cost - ot_cost is how far the coupling is from optimal",
+    "w2": METRIC_NOTES["w2"],
+    "w2_floor": "W2 between two disjoint sets of reference data points of the same size: the "
+                "score of a perfect sampler at this N; a W2 near the floor is as good as it gets",
+    **{k: METRIC_NOTES[k] for k in ("straightness", "straightness_per_dim", "curvature",
+                                    "transport_cost", "ot_cost")},
 }
 
 

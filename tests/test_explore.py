@@ -186,7 +186,14 @@ def test_page_in_browser(browser, points_data, tmp_path):
     assert 0.1 < t < 1 and by_id("id", "play-button").text == "Play"
     assert float(slider.get_attribute("value")) == pytest.approx(1000 * t, abs=1)
     assert _errors(browser) == []
-    browser.execute_script("window.explorer.setT(0.6)")
+    # the address can name the initial view
+    browser.get(page.as_uri() + "#model=curved&choice=euler-8&t=0.5")
+    browser.refresh()
+    state = browser.execute_script("return window.explorer.state")
+    assert (state["model"], state["choice"], state["t"]) == ("curved", "euler-8", 0.5)
+    assert by_id("id", "choice-select").get_attribute("value") == "euler-8"
+    assert _errors(browser) == []
+    browser.execute_script("window.explorer.setChoice('rk4-40'); window.explorer.setT(0.6)")
     png = browser.get_screenshot_as_png()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "explorer.png").write_bytes(png)
