@@ -62,8 +62,8 @@ def _b64(a: np.ndarray) -> str:
 
 
 def _r(x: float) -> float | None:
-    """4 decimals; None for NaN or infinity (JSON has neither; the page shows "n/a")."""
-    return round(float(x), 4) if math.isfinite(x) else None
+    """4 significant digits; None for NaN or infinity (JSON has neither; the page shows n/a)."""
+    return float(f"{x:.4g}") if math.isfinite(x) else None
 
 
 def _check_choices(choices: Sequence[Choice]) -> list[tuple[str, int | None]]:
