@@ -61,9 +61,10 @@ def test_ancestral_sampler_reaches_the_gaussian(schedule, prediction):
     z = obj.ancestral_sample(exact_model(obj), noise(5000, "anc"), 1000, generator(1, "anc"))
     # sampling error of the mean 0.007, of the std 0.005 (n = 5000)
     assert (z.mean(0) - M).abs().max() < 0.025 and (z.std(0) - S).abs().max() < 0.02
-    again = obj.ancestral_sample(exact_model(obj), noise(5000, "anc"), 1000,
-                                 generator(1, "anc"))
-    assert torch.equal(z, again)                      # every draw from the generator given
+    # every draw comes from the generator given: same seed, same samples; new seed, new ones
+    few = [obj.ancestral_sample(exact_model(obj), noise(64, "anc"), 50, generator(k, "anc"))
+           for k in (1, 1, 2)]
+    assert torch.equal(few[0], few[1]) and not torch.equal(few[0], few[2])
 
 
 def test_vp_paths_off_centre_match_closed_form_and_bend_more_than_rf():
@@ -141,10 +142,13 @@ def _train(loss_fn, steps: int = 1000, batch: int = 256):
 
 def test_trained_on_moons_ode_and_ancestral_agree():
     """Same MLP, initial weights, data stream and budget (1000 Adam steps, batch 256) for a
-    diffusion model and a rectified flow. Measured (n = 1000): W2 floor 0.14, W2(ODE,
-    ancestral) 0.17, W2 to held-out data 0.24 (ODE) / 0.26 (ancestral) / 0.23 (RF); straightness
-    diffusion ~0.1 vs RF ~0.9: on standardised moons the VP PF-ODE barely moves points (the
-    variance-preserving path keeps unit variance), so it is the straighter one here."""
+    diffusion model and a rectified flow. Measured (n = 1000): W2 floor 0.127, W2(ODE,
+    ancestral) 0.126, W2 to held-out data 0.264 (ODE) / 0.285 (ancestral), of the noise 0.589;
+    straightness diffusion 0.128 vs RF 0.863. On standardised moons the VP PF-ODE is the
+    straighter one at about the same transport (0.240 vs 0.258): its marginals keep unit
+    variance all the way, while RF's straight interpolant halves the variance at t = 1/2, so
+    RF's ODE paths first contract, then expand. (Off-centre data reverse this: see above.)
+    An ancestral sampler with its noise halved or doubled measured W2(ODE, ancestral) 0.35."""
     obj = Diffusion()
     dm = _train(lambda m, x0, x1, g: obj.loss(m, x0, x1, obj.sample_times(x0.shape[0], g)))
 
@@ -160,11 +164,13 @@ def test_trained_on_moons_ode_and_ancestral_agree():
     ode = solve(obj.velocity(dm), x0, method="rk4", steps=100).x
     anc = obj.ancestral_sample(dm, noise(n, "moons-anc"), 1000, generator(3, "anc"))
     between, ode_ref, anc_ref = w2(ode, anc), w2(ode, ref), w2(anc, ref)
-    s_dm = path_metrics(obj.velocity(dm), x0, "euler", 100, ot_subsample=2)["straightness"]
-    s_rf = path_metrics(rf, x0, "euler", 100, ot_subsample=2)["straightness"]
+    p_dm = path_metrics(obj.velocity(dm), x0, "euler", 100, ot_subsample=2)
+    p_rf = path_metrics(rf, x0, "euler", 100, ot_subsample=2)
+    s_dm, s_rf = p_dm["straightness"], p_rf["straightness"]
     print(f"floor {floor:.3f} ode-anc {between:.3f} ode-ref {ode_ref:.3f} "
-          f"anc-ref {anc_ref:.3f} straightness diffusion {s_dm:.3f} rf {s_rf:.3f}")
+          f"anc-ref {anc_ref:.3f} straightness diffusion {s_dm:.3f} rf {s_rf:.3f} transport "
+          f"diffusion {p_dm['transport_cost']:.3f} rf {p_rf['transport_cost']:.3f}")
     assert between < 1.5 * floor
     assert ode_ref < 2.5 * floor and anc_ref < 2.5 * floor
-    assert ode_ref < 0.7 * w2(x0, ref)               # noise itself: 0.49
+    assert ode_ref < 0.7 * w2(x0, ref)               # the noise itself: 0.589
     assert s_dm < 0.5 * s_rf
