@@ -36,7 +36,11 @@ x1 (Salimans & Ho 2022). The default is **v** because its ODE drift is bounded a
 (for v-prediction dx/dt = (dphi/dt) v_hat with phi = atan2(sigma, alpha), no division by alpha),
 its target has unit variance at every t for standardised data, and it does not amplify errors
 of the network by 1/alpha near pure noise as eps-prediction's x_hat = (x - sigma eps) / alpha
-does. The default schedule is **cosine** because its noise end is exactly N(0, I) (the same
+does. Measured on moons (MLP 3x64, 1000 Adam steps, W2 to 1000 held-out points, floor 0.127):
+cosine + v gives 0.264 with dopri5 (775 NFE) and 0.264 with 8 Euler steps; cosine + eps gives
+0.622 with dopri5 and 13.9 with 8 Euler steps (at t = eps the drift's x coefficient
+dalpha/alpha is ~1000), although its ancestral sampler is fine (0.252). With the linear
+schedule (alpha >= 0.0066) eps is usable: 0.316 / 0.350. The default schedule is **cosine** because its noise end is exactly N(0, I) (the same
 source as flow matching) and it spends fewer steps at near-pure noise than the linear one.
 
 Sampling: :meth:`Diffusion.velocity` gives the probability-flow ODE in rectflow's t for every
