@@ -24,7 +24,7 @@ except ImportError:  # older typer: plain click
     _USAGE, _CLICK, _ABORT = (click.UsageError,), (click.ClickException,), (click.exceptions.Abort,)
 
 # library words (Python terms) -> the flags that set them
-_FLAGS = [(r"\bpass overwrite\b", "pass --overwrite"), (r"\bwithout resume\b", "without --resume"),
+_FLAGS = [(r"^out ", "--out "), (r"\bpass overwrite\b", "pass --overwrite"), (r"\bwithout resume\b", "without --resume"),
           (r"\bor resume to\b", "or --resume to"), (r"\bpass init\b", "pass --init"),
           (r"\bpass model=", "pass model= (Python API)")]
 

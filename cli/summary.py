@@ -11,15 +11,14 @@ console = Console()
 
 
 def path_table(title: str, path: dict) -> Table:
-    t = Table(title=title, title_justify="left")
-    for col in ("straightness", "per dim", "curvature", "transport cost", "OT cost", "paths",
-                "grid"):
-        t.add_column(col, justify="right")
+    grid = f"{path.get('solver', '')} {path.get('steps', '')}".strip()
+    t = Table(title=f"{title}; {path.get('n_paths', path.get('n', '?'))} paths"
+                    + (f" on a {grid} grid" if grid else ""), title_justify="left")
+    for col in ("straightness", "per dim", "curvature", "transport", "OT cost"):
+        t.add_column(col, justify="right", no_wrap=True)
     t.add_row(f"{path['straightness']:.4g}", f"{path['straightness_per_dim']:.4g}",
               f"{path['curvature']:.4g}", f"{path['transport_cost']:.4g}",
-              f"{path['ot_cost']:.4g}" if "ot_cost" in path else "-",
-              str(path.get("n_paths", path.get("n", "-"))),
-              f"{path.get('solver', '')} {path.get('steps', '')}".strip())
+              f"{path['ot_cost']:.4g}" if "ot_cost" in path else "-")
     return t
 
 

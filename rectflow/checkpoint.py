@@ -143,6 +143,11 @@ class Checkpoint:
         self.card = RunCard.read(self.path / CONFIG)
 
     @property
+    def config(self) -> dict:
+        """The card as a plain dict (read-only view)."""
+        return self.card.to_json()
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.card.shape)
 

@@ -239,6 +239,14 @@ def reflow(pairs: str | Path, out: str | Path, *, init: str | Path | None = None
                            overwrite, callback, evaluate, eval_n, model, {}, file_options)
 
 
+def reflow_defaults() -> TrainConfig:
+    return train_config("reflow")
+
+
+def distill_defaults(k: int = 1) -> TrainConfig:
+    return train_config("distill", {"time_dist": {"kind": "grid", "k": k}})
+
+
 MAX_DISTILL_K = 1000
 
 

@@ -58,6 +58,18 @@ def root(tmp_path_factory) -> Path:
     (r / "read_only").mkdir(mode=0o555)
     (r / "blocker").write_text("a regular file, so nothing can be created under it\n")
     np.save(r / "samples.npy", x)
+    from PIL import Image
+    (r / "pics").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(r / "pics" / f"{i}.png")
+    (r / "user_data").mkdir()
+    (r / "user_data" / "notes.txt").write_text("a user's own files\n")
+    (r / "existing.gif").write_bytes(b"GIF89a")
+    link = variant(r / "pairs", r / "pairs_symlink")
+    (r / "elsewhere").mkdir()
+    (link / "pairs-00001.safetensors").rename(r / "elsewhere" / "pairs-00001.safetensors")
+    (link / "pairs-00001.safetensors").symlink_to(r / "elsewhere" / "pairs-00001.safetensors")
+    edit_json(variant(ck, r / "ck_newer") / "config.json", version=99)
     (r / "unknown_key.toml").write_text("[train]\nsteps = 10\nno_such_option = 3\n")
     (r / "wrong_type.toml").write_text('[train]\nsteps = "many"\n')
     (r / "not_toml.toml").write_text("[train\nsteps = \n")
@@ -65,7 +77,7 @@ def root(tmp_path_factory) -> Path:
 
 
 # (id, argv, a word the one-line message must contain). Paths are relative to the inputs.
-TRAIN = ["train", "--data", "pts.npy", "--out", "new_run", "--steps", "5"]
+TRAIN = ["train", "--data", "pts.npy", "--out", "new_run", "--train-steps", "5"]
 CASES = [
     # train
     ("train-unknown-dataset", ["train", "--data", "nosuchset", "--out", "x"], "unknown dataset"),
@@ -74,7 +86,7 @@ CASES = [
     ("train-nan-data", ["train", "--data", "nan.npy", "--out", "x"], "nan"),
     ("train-1d-data", ["train", "--data", "flat.npy", "--out", "x"], "[n, d]"),
     ("train-text-data", ["train", "--data", "text.npy", "--out", "x"], "numbers"),
-    ("train-zero-steps", TRAIN + ["--steps", "0"], "--steps"),
+    ("train-zero-steps", TRAIN + ["--train-steps", "0"], "--train-steps"),
     ("train-negative-batch", TRAIN + ["--batch-size", "-8"], "--batch-size"),
     ("train-zero-lr", TRAIN + ["--lr", "0"], "--lr"),
     ("train-zero-hidden", TRAIN + ["--hidden", "0"], "hidden"),
@@ -85,16 +97,16 @@ CASES = [
     ("train-unknown-coupling", TRAIN + ["--coupling", "magic"], "coupling"),
     ("train-bad-precision", TRAIN + ["--mixed-precision", "fp8"], "mixed-precision"),
     ("train-unknown-option", TRAIN + ["--learning-rate", "1"], "learning-rate"),
-    ("train-not-a-number", TRAIN + ["--steps", "ten"], "steps"),
+    ("train-not-a-number", TRAIN + ["--train-steps", "ten"], "steps"),
     ("train-out-exists", ["train", "--data", "pts.npy", "--out", "ck"], "--overwrite"),
     ("train-overwrite-bad-batch", ["train", "--data", "pts.npy", "--out", "ck", "--overwrite",
                                    "--batch-size", "10", "--grad-accum", "3"], "divisible"),
     ("train-out-is-file", ["train", "--data", "pts.npy", "--out", "blocker"], "file"),
-    ("train-out-unwritable", TRAIN[:3] + ["--out", "blocker/run", "--steps", "5"], "blocker"),
+    ("train-out-unwritable", TRAIN[:3] + ["--out", "blocker/run", "--train-steps", "5"], "blocker"),
     pytest.param("train-out-read-only", TRAIN[:3] + ["--out", "read_only/run"], "writable",
                  marks=pytest.mark.skipif(os.geteuid() == 0, reason="root ignores chmod 555; "
                                           "train-out-unwritable covers this case")),
-    ("train-resume-fewer-steps", ["train", "--out", "ck", "--resume", "--steps", "2"], "below"),
+    ("train-resume-fewer-steps", ["train", "--out", "ck", "--resume", "--train-steps", "2"], "below"),
     ("train-resume-bad-config", ["train", "--out", "ck_badjson", "--resume"], "json"),
     # sample
     ("sample-missing-ckpt", ["sample", "--ckpt", "nock", "--out", "s.npy"], "does not exist"),
@@ -136,7 +148,7 @@ CASES = [
     ("reflow-teacher-not-checkpoint", ["reflow", "--pairs", "pairs_noteacher", "--out", "r"],
      "etc/config.json"),
     ("reflow-out-exists", ["reflow", "--pairs", "pairs", "--out", "ck"], "--overwrite"),
-    ("reflow-zero-steps", ["reflow", "--pairs", "pairs", "--out", "r", "--steps", "0"],
+    ("reflow-zero-steps", ["reflow", "--pairs", "pairs", "--out", "r", "--train-steps", "0"],
      "--steps"),
     ("distill-k-0", ["distill", "--pairs", "pairs", "--out", "d", "--k", "0"], "--k"),
     ("distill-init-mismatch", ["distill", "--pairs", "pairs", "--init", "ck_mismatch",
@@ -144,10 +156,10 @@ CASES = [
     ("distill-out-unwritable", ["distill", "--pairs", "pairs", "--out", "blocker/d"], "blocker"),
     # eval / compare / animate / run
     ("eval-missing-ckpt", ["eval", "--ckpt", "nock"], "does not exist"),
-    ("eval-bad-nfe", ["eval", "--ckpt", "ck", "--nfe", "one,two"], "nfe"),
-    ("eval-nfe-0", ["eval", "--ckpt", "ck", "--nfe", "0"], "--nfe"),
+    ("eval-bad-steps", ["eval", "--ckpt", "ck", "--steps", "one,two"], "steps"),
+    ("eval-nfe-0", ["eval", "--ckpt", "ck", "--steps", "0"], "--steps"),
     ("eval-truncated-weights", ["eval", "--ckpt", "ck_truncated"], "safetensors"),
-    ("compare-missing-folder", ["compare", "nock", "--out", "cmp"], "nock"),
+    ("compare-missing-folder", ["compare", "--ckpt", "nock", "--out", "cmp"], "nock"),
     ("animate-missing-ckpt", ["animate", "--ckpt", "nock", "--out", "a.gif"], "nock"),
     ("animate-zero-frames", ["animate", "--ckpt", "ck", "--out", "a.gif", "--frames", "0"],
      "frames"),
@@ -157,6 +169,47 @@ CASES = [
     ("run-config-wrong-type", ["run", "--config", "wrong_type.toml", "--out", "run"], "steps"),
     ("run-config-not-toml", ["run", "--config", "not_toml.toml", "--out", "run"], "toml"),
     ("run-config-missing", ["run", "--config", "nowhere.toml", "--out", "run"], "nowhere"),
+    # nothing a user owns is ever lost (issue 12)
+    ("overwrite-the-data-folder", ["train", "--data", "pics", "--out", "pics", "--overwrite"],
+     "input"),
+    ("overwrite-the-working-folder", TRAIN[:3] + ["--out", ".", "--overwrite"], "working"),
+    ("overwrite-a-parent-of-cwd", TRAIN[:3] + ["--out", "..", "--overwrite"], "contains"),
+    ("overwrite-a-users-folder", TRAIN[:3] + ["--out", "user_data", "--overwrite"],
+     "not made by rectflow"),
+    ("overwrite-the-root", TRAIN[:3] + ["--out", "/", "--overwrite"], "root"),
+    ("couple-over-its-teacher", ["couple", "--ckpt", "ck", "--out", "ck", "--overwrite"],
+     "input"),
+    ("reflow-out-inside-its-pairs", ["reflow", "--pairs", "pairs", "--out", "pairs/r"],
+     "inside"),
+    ("compare-out-is-a-checkpoint", ["compare", "--ckpt", "ck", "--out", "ck"], "input"),
+    ("sample-into-the-model-folder", ["sample", "--ckpt", "ck", "--out", "ck/s.npy"], "inside"),
+    ("eval-over-the-model-config", ["eval", "--ckpt", "ck", "--out", "ck/config.json"],
+     "inside"),
+    ("eval-over-a-users-file", ["eval", "--ckpt", "ck", "--out", "user_data/notes.json",
+                                "--steps", "1", "-n", "16"], "notes"),
+    ("animate-over-an-existing-file", ["animate", "--ckpt", "ck", "--out", "existing.gif"],
+     "--overwrite"),
+    ("resume-a-missing-run", ["train", "--out", "nowhere_run", "--resume"], "no rectflow run"),
+    ("resume-a-users-folder", ["train", "--out", "user_data", "--resume"],
+     "not made by rectflow"),
+    ("resume-another-stage", ["reflow", "--pairs", "pairs", "--out", "ck", "--resume"],
+     "train run"),
+    ("reflow-symlinked-shard", ["reflow", "--pairs", "pairs_symlink", "--out", "r"], "link"),
+    ("sample-newer-format", ["sample", "--ckpt", "ck_newer", "--out", "s.npy"], "newer"),
+    # bounded numerics and sizes
+    ("train-lr-inf", TRAIN + ["--lr", "inf"], "--lr"),
+    ("train-lr-negative", TRAIN + ["--lr", "-1"], "--lr"),
+    ("train-ema-2", TRAIN + ["--ema-decay", "2"], "--ema-decay"),
+    ("train-huber-nan", TRAIN + ["--loss", "pseudo-huber", "--huber-c", "nan"], "--huber-c"),
+    ("train-channels-2", ["train", "--data", "pics", "--out", "x", "--channels", "2"],
+     "channels"),
+    ("couple-rtol-tiny", ["couple", "--ckpt", "ck", "--out", "p", "--solver", "dopri5",
+                          "--rtol", "1e-30"], "--rtol"),
+    ("sample-rtol-nan", ["sample", "--ckpt", "ck", "--out", "s.npy", "--solver", "dopri5",
+                         "--rtol", "nan"], "rtol"),
+    ("sample-n-too-large", ["sample", "--ckpt", "ck", "--out", "s.npy", "-n", "10000000000"],
+     "needs"),
+    ("distill-k-huge", ["distill", "--pairs", "pairs", "--out", "d", "--k", "1000000000"], "k"),
 ]
 
 
@@ -168,7 +221,7 @@ def test_the_table_covers_every_command():
     from rectflow.cli.main import app
     commands = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert commands <= {_values(c)[1][0] for c in CASES}, "a command has no bad-input case"
-    assert len(CASES) >= 25
+    assert len(CASES) >= 90
 
 
 @pytest.mark.parametrize("case,argv,word", CASES, ids=[_values(c)[0] for c in CASES])

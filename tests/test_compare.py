@@ -15,7 +15,7 @@ from rectflow.evaluation import EvalConfig
 from rectflow.pairgen import CoupleConfig
 from rectflow.training import TrainConfig
 
-FAST = EvalConfig(nfes=(1, 2, 4), n=256, path_steps=16, reference_rtol=1e-3, reference_atol=1e-3)
+FAST = EvalConfig(steps=(1, 2, 4), n=256, path_steps=16, reference_rtol=1e-3, reference_atol=1e-3)
 
 
 def small(steps):
@@ -25,9 +25,9 @@ def small(steps):
 @pytest.fixture(scope="module")
 def rounds(tmp_path_factory):
     d = tmp_path_factory.mktemp("rounds")
-    stages.train(d / "rf1", "moons", config=small(60), evaluate=False)
+    stages.train(d / "rf1", "moons", options=small(60), evaluate=False)
     stages.couple(d / "rf1", d / "pairs1", CoupleConfig(n=1024, steps=8, shard_size=1024))
-    stages.reflow(d / "pairs1", d / "rf2", config=small(30), evaluate=False)
+    stages.reflow(d / "pairs1", d / "rf2", options=small(30), evaluate=False)
     return d
 
 
@@ -62,7 +62,7 @@ def test_compare_writes_tables_and_pictures(rounds, tmp_path):
 
 def test_cli_compare_and_animate(cli, rounds, tmp_path):
     code, stdout, err = cli("compare", rounds / "rf1", rounds / "rf2", "--out", tmp_path / "c",
-                            "--nfe", "1,2,4", "--n", "256", "--path-steps", "16",
+                            "--steps", "1,2,4", "--n", "256", "--path-steps", "16",
                             "--rtol", "1e-3", "--atol", "1e-3")
     assert code == 0, err
     assert "rf2" in stdout and "straightness" in stdout and "W2 @4" in stdout
@@ -79,7 +79,7 @@ def test_cli_compare_and_animate(cli, rounds, tmp_path):
 
 
 def test_compare_refuses_bad_inputs(cli, rounds, tmp_path):
-    stages.train(tmp_path / "g", "8gaussians", config=small(5), evaluate=False)
+    stages.train(tmp_path / "g", "8gaussians", options=small(5), evaluate=False)
     with pytest.raises(UserError, match="one dataset"):
         find_checkpoints([rounds / "rf1", tmp_path / "g"])
     with pytest.raises(UserError, match="not a model checkpoint|holds no checkpoint"):

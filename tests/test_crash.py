@@ -9,6 +9,7 @@ settings the CLI saved.
 """
 import random
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -44,14 +45,14 @@ def inputs(tmp_path_factory):
     return {
         "train": (["train", "--data", data, "--hidden", TINY_MODEL["hidden"], "--depth",
                    TINY_MODEL["depth"], "--lr", "1e-2", "--warmup", 0, *FLAGS],
-                  lambda out: stages.train(out, str(data), model=TINY_MODEL, config=train_cfg,
+                  lambda out: stages.train(out, str(data), model=TINY_MODEL, options=train_cfg,
                                            evaluate=False)),
         "reflow": (["reflow", "--pairs", pairs, *FLAGS],
                    lambda out: stages.reflow(pairs, out, evaluate=False,
-                                             config=replace(stages.reflow_defaults(), **LOOP))),
+                                             options=replace(stages.reflow_defaults(), **LOOP))),
         "distill": (["distill", "--pairs", pairs, *FLAGS],
                     lambda out: stages.distill(pairs, out, evaluate=False,
-                                               config=replace(stages.distill_defaults(), **LOOP))),
+                                               options=replace(stages.distill_defaults(), **LOOP))),
     }
 
 
@@ -147,11 +148,21 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_snapshot(tmp_path):
     assert assert_log_continuous(tmp_path)[-1] == 60
 
 
-def test_cli_divergence_exits_3_naming_the_step(cli, tmp_path):
+def test_cli_divergence_exits_3_naming_the_step(cli, tmp_path, monkeypatch):
+    """A loss that turns infinite at its 8th evaluation (an out-of-range lr is refused at
+    parse time now, so divergence is forced through the objective)."""
+    from rectflow.objectives.flow import FlowMatching
+    real, calls = FlowMatching.loss, []
+
+    def exploding(self, *a, **k):
+        calls.append(1)
+        loss = real(self, *a, **k)
+        return loss * float("inf") if len(calls) >= 8 else loss
+    monkeypatch.setattr(FlowMatching, "loss", exploding)
     data = point_cloud(tmp_path / "pts.npy")
     out = tmp_path / "run"
-    code, _, err = cli("train", "--data", data, "--out", out, "--lr", "1e12", "--warmup", 0,
-                       "--steps", 20, "--batch-size", 64, "--save-every", 1, "--log-every", 1,
+    code, _, err = cli("train", "--data", data, "--out", out, "--lr", "1e-3", "--warmup", 0,
+                       "--train-steps", 20, "--batch-size", 64, "--save-every", 1, "--log-every", 1,
                        *sum((["--" + k, v] for k, v in TINY_MODEL.items()), []))
     assert code == 3 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
@@ -162,4 +173,36 @@ def test_cli_divergence_exits_3_naming_the_step(cli, tmp_path):
     assert kept == step - 1 and latest_snapshot(out).name == f"step-{kept:08d}"
     for f in ("model.safetensors", "ema.safetensors"):
         assert all(torch.isfinite(v).all() for v in load_tensors(latest_snapshot(out) / f).values())
-    assert not (out / "metrics.json").exists()   # no evaluation of a diverged run
+    assert step == 8 and not (out / "eval.json").exists()   # no evaluation of a diverged run
+
+
+def test_sigint_saves_the_current_step_and_resume_ends_equal(tmp_path):
+    """Ctrl-C in the middle of training (a real SIGINT to a real process): a snapshot of the
+    step it stopped at, the exact resume command printed, and the resumed run ends with the
+    same weights as one that was never interrupted."""
+    data = point_cloud(tmp_path / "pts.npy")
+    argv = ["train", "--data", data, "--train-steps", 400, "--batch-size", 64, "--lr", "1e-2",
+            "--save-every", 1000, "--log-every", 5, "--no-eval",
+            *sum((["--" + k, v] for k, v in TINY_MODEL.items()), [])]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert subprocess.run(cli_cmd(*argv, "--out", ref), env=subprocess_env()).returncode == 0
+    proc = subprocess.Popen(cli_cmd(*argv, "--out", out), env=subprocess_env(),
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)   # polling a file the child writes, not a sleep as synchronisation
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    m = re.search(r"at step (\d+); .*rerun: rectflow (.*)$", line)
+    assert m and m.group(2).endswith("--resume"), line
+    step = int(m.group(1))
+    assert 15 <= step < 400 and latest_snapshot(out).name == f"step-{step:08d}"
+    resumed = subprocess.run(cli_cmd(*shlex.split(m.group(2))), env=subprocess_env(),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    for f in ("model.safetensors", "ema.safetensors"):
+        assert max_weight_diff(ref / f, out / f) < 1e-6

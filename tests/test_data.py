@@ -61,11 +61,15 @@ def test_point_cloud_files_are_standardised_and_round_trip(tmp_path):
     from safetensors.numpy import save_file
     save_file({"data": arr}, str(tmp_path / "c.safetensors"))
     for f in ("a.npy", "b.npz", "c.safetensors"):
-        ds = load_dataset(data_spec(str(tmp_path / f)))
-        assert ds.shape == (3,) and len(ds) == 500
-        x = ds.take(torch.arange(500))
+        spec = data_spec(str(tmp_path / f))
+        ds, held = load_dataset(spec, "train"), load_dataset(spec, "test")
+        assert ds.shape == (3,) and len(ds) == 450 and len(held) == 50   # 10 % held out
+        x = torch.cat([ds.take(torch.arange(450)), held.take(torch.arange(50))])
         assert torch.allclose(x.mean(0), torch.zeros(3), atol=1e-4)
-        assert torch.allclose(ds.to_raw(x), torch.from_numpy(arr), atol=1e-4)
+        raw = ds.to_raw(x).numpy()
+        # the two splits partition the file's rows: every row once, none in both
+        order = np.lexsort(raw.T)
+        assert np.allclose(raw[order], arr[np.lexsort(arr.T)], atol=1e-4)
 
 
 def test_point_cloud_with_nan_is_refused(tmp_path):

@@ -73,7 +73,7 @@ def test_train_on_two_processes_learns_and_matches_one_process(tmp_path):
     losses = [rec["loss"] for rec in log_records(tmp_path / "rf2p")]
     assert sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
     # the same global batches on one process: equal up to the order of float reductions
-    stages.train(tmp_path / "rf1p", str(data), model=TINY_MODEL, config=TrainConfig(**TRAIN),
+    stages.train(tmp_path / "rf1p", str(data), model=TINY_MODEL, options=TrainConfig(**TRAIN),
                  evaluate=False)
     for name in ("model.safetensors", "ema.safetensors"):
         assert max_weight_diff(tmp_path / "rf1p" / name, tmp_path / "rf2p" / name) < 1e-5

@@ -15,7 +15,7 @@ from rectflow.training import TrainConfig
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "rf1"
-    stages.train(out, "moons", config=TrainConfig(steps=60, batch_size=256, log_every=30),
+    stages.train(out, "moons", options=TrainConfig(steps=60, batch_size=256, log_every=30),
                  evaluate=False)
     return out
 
@@ -66,7 +66,7 @@ def test_digits_classifier_is_accurate_cached_and_aligned(digits_features):
 
 
 def test_eval_writes_eval_json_and_reuses_it(moons_ckpt):
-    cfg = EvalConfig(nfes=(1, 4), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
+    cfg = EvalConfig(steps=(1, 4), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
     ev = evaluate_checkpoint(moons_ckpt, cfg)
     saved = json.loads((moons_ckpt / "eval.json").read_text())
     assert set(saved["quality"]) == {"1", "4"} and saved["quality"]["4"]["nfe"] == 4
@@ -76,18 +76,18 @@ def test_eval_writes_eval_json_and_reuses_it(moons_ckpt):
     assert p["transport_cost"] >= p["ot_cost"] - 1e-9 and p["straightness"] >= 0
     assert not ev.get("cached")
     assert evaluate_checkpoint(moons_ckpt, cfg)["cached"] is True
-    cfg2 = EvalConfig(nfes=(1, 2), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
+    cfg2 = EvalConfig(steps=(1, 2), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
     assert not evaluate_checkpoint(moons_ckpt, cfg2).get("cached")
 
 
 def test_cli_eval_prints_tables_and_rejects_bad_nfe(cli, moons_ckpt, tmp_path):
     out = tmp_path / "e.json"
-    code, stdout, err = cli("eval", "--ckpt", moons_ckpt, "--nfe", "1,2", "--n", "200",
+    code, stdout, err = cli("eval", "--ckpt", moons_ckpt, "--steps", "1,2", "--n", "200",
                             "--path-steps", "10", "--rtol", "1e-3", "--atol", "1e-3", "--out", out)
     assert code == 0, err
     assert "dopri5" in stdout and "straightness" in stdout and out.is_file()
-    code, _, err = cli("eval", "--ckpt", moons_ckpt, "--nfe", "1,x")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "--nfe" in err
+    code, _, err = cli("eval", "--ckpt", moons_ckpt, "--steps", "1,x")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--steps" in err
     code, _, err = cli("eval", "--ckpt", moons_ckpt, "--solver", "dopri5")
     assert code == 2 and "fixed-step" in err
 
@@ -95,8 +95,8 @@ def test_cli_eval_prints_tables_and_rejects_bad_nfe(cli, moons_ckpt, tmp_path):
 def test_image_eval_reports_fd_from_the_cached_classifier(tmp_path, digits_features):
     root, _, info = digits_features
     ck = tmp_path / "digits"
-    stages.train(ck, "digits", config=TrainConfig(steps=4, batch_size=32), evaluate=False)
-    cfg = EvalConfig(nfes=(1, 2), n=64, path_steps=4, image_w2_subsample=32,
+    stages.train(ck, "digits", options=TrainConfig(steps=4, batch_size=32), evaluate=False)
+    cfg = EvalConfig(steps=(1, 2), n=64, path_steps=4, image_w2_subsample=32,
                      reference_rtol=1e-2, reference_atol=1e-2)
     ev = evaluate_checkpoint(ck, cfg, features_dir=root)
     assert ev["image"] and set(ev["metrics"]) == {"w2", "fd"}

@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from rectflow.checkpoint import Checkpoint, atomic_write_json, load_weights, save_tensors
+from rectflow.checkpoint import Checkpoint, load_weights, save_tensors
 from rectflow.errors import CheckpointError
 from rectflow.models import build_model, default_model_config
+from rectflow.records import RunCard
 
 
 @pytest.mark.parametrize("shape", [(2,), (5,), (1, 8, 8)])
@@ -17,8 +18,8 @@ def test_model_round_trips_through_json_and_safetensors(tmp_path, shape):
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     save_tensors(tmp_path / "ema.safetensors", model.state_dict())
-    atomic_write_json(tmp_path / "config.json", {"model": cfg, "data": {"name": "x"},
-                                                 "shape": list(shape)})
+    RunCard(stage="train", data={"name": "x"}, shape=list(shape), model=cfg,
+            train={}).write(tmp_path)
     cfg_back = json.loads((tmp_path / "config.json").read_text())["model"]
     rebuilt = Checkpoint(tmp_path).load_model(ema=True)
     assert cfg_back == cfg

@@ -15,7 +15,7 @@ PAIRS = ("--n", "20000", "--solver", "rk4", "--steps", "8", "--shard-size", "100
 
 
 def metrics(folder):
-    return json.loads((folder / "metrics.json").read_text())
+    return json.loads((folder / "eval.json").read_text())
 
 
 def w2(folder, nfe):
@@ -35,7 +35,7 @@ def moons(tmp_path_factory, moons_rf1):
     cli("couple", "--ckpt", moons_rf1, "--out", root / "pairs1", *PAIRS)
     cli("reflow", "--pairs", root / "pairs1", "--out", root / "rf2")
     cli("couple", "--ckpt", root / "rf2", "--out", root / "pairs2", *PAIRS)
-    cli("reflow", "--pairs", root / "pairs2", "--out", root / "rf3", "--steps", "300")
+    cli("reflow", "--pairs", root / "pairs2", "--out", root / "rf3", "--train-steps", "300")
     cli("distill", "--pairs", root / "pairs2", "--out", root / "distill")
     return {"rf1": moons_rf1, "rf2": root / "rf2", "rf3": root / "rf3",
             "distill": root / "distill", "root": root}
@@ -86,7 +86,7 @@ def test_ot_coupling_lowers_transport_cost(cli, tmp_path, moons_rf1):
         cost[kind] = float((x1 - x0).pow(2).sum(1).mean())
     assert cost["ot"] < cost["independent"] / 4, cost
 
-    code, _, err = cli("train", "--coupling", "ot", "--steps", "600", "--batch-size", "512",
+    code, _, err = cli("train", "--coupling", "ot", "--train-steps", "600", "--batch-size", "512",
                        "--out", tmp_path / "ot")
     assert code == 0, err
     ot = metrics(tmp_path / "ot")["path"]

@@ -121,15 +121,15 @@ CASES = [
         "eval", "--ckpt", plant_weights(t, b, "ema.safetensors", RAW), "--n", 64]),
     ("ema-raw-pickle/reflow-init", lambda t, b: [
         "reflow", "--pairs", b["pairs"], "--init", plant_weights(t, b, "ema.safetensors", RAW),
-        "--out", t / "r", "--steps", 2]),
+        "--out", t / "r", "--train-steps", 2]),
     ("shard-raw-pickle/reflow", lambda t, b: [
         "reflow", "--pairs", plant_shard(t, b, RAW), "--init", b["ck"], "--out", t / "r",
-        "--steps", 2]),
+        "--train-steps", 2]),
     ("shard-torch-zip/distill", lambda t, b: [
         "distill", "--pairs", plant_shard(t, b, ZIP), "--init", b["ck"], "--out", t / "d",
-        "--steps", 2]),
+        "--train-steps", 2]),
     ("snapshot-raw-pickle/train-resume", lambda t, b: [
-        "train", "--out", plant_snapshot(t, b, RAW), "--resume", "--steps", 8]),
+        "train", "--out", plant_snapshot(t, b, RAW), "--resume", "--train-steps", 8]),
     ("points-object-npy/train", lambda t, b: [
         "train", "--data", object_npy(t / "PWNED", t / "evil.npy"), "--out", t / "r"]),
     ("points-object-npz/train", lambda t, b: [
@@ -169,7 +169,7 @@ def test_cifar10_python_pickles_are_refused(cli, tmp_path):
 def test_manifest_shards_must_be_plain_names_in_the_folder(cli, tmp_path, base, name):
     pairs = shutil.copytree(base["pairs"], tmp_path / "pairs")
     edit_json(pairs / "manifest.json", shards__0__file=name)
-    code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "r", "--steps", 2)
+    code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "r", "--train-steps", 2)
     assert code == 2 and "not a plain pairs-NNNNN.safetensors" in err, err
     assert not (tmp_path / "r").exists()
 
@@ -178,7 +178,7 @@ def test_manifest_shards_must_be_plain_names_in_the_folder(cli, tmp_path, base, 
 def test_resume_pointer_cannot_leave_the_checkpoint(cli, tmp_path, base, pointer):
     run = shutil.copytree(base["partial"], tmp_path / "run")
     (run / "state" / "LATEST").write_text(pointer)
-    code, _, err = cli("train", "--out", run, "--resume", "--steps", 8)
+    code, _, err = cli("train", "--out", run, "--resume", "--train-steps", 8)
     assert code == 2 and "not a step-NNNNNNNN snapshot" in err, err
 
 
@@ -190,7 +190,7 @@ def test_teacher_path_is_read_only_as_a_checkpoint(cli, tmp_path, base):
     shutil.copytree(base["ck"], evil)
     (evil / "ema.safetensors").write_bytes(raw_pickle(tmp_path / "PWNED"))
     edit_json(pairs / "manifest.json", teacher__path="../evil_teacher")
-    code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "r", "--steps", 2)
+    code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "r", "--train-steps", 2)
     assert code == 2 and "not a valid safetensors file" in err, err
     assert not (tmp_path / "PWNED").exists()
 

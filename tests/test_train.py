@@ -10,10 +10,10 @@ from rectflow.training import TrainConfig
 
 def test_cli_train_writes_a_loadable_checkpoint(cli, tmp_path):
     out = tmp_path / "rf1"
-    code, stdout, err = cli("train", "--data", "8gaussians", "--steps", "30", "--batch-size", "256",
+    code, stdout, err = cli("train", "--data", "8gaussians", "--train-steps", "30", "--batch-size", "256",
                             "--log-every", "10", "--out", out)
     assert code == 0, err
-    for f in ("config.json", "model.safetensors", "ema.safetensors", "metrics.json",
+    for f in ("config.json", "model.safetensors", "ema.safetensors", "eval.json",
               "metrics.jsonl", "state/LATEST"):
         assert (out / f).is_file(), f
     ck = Checkpoint(out)
@@ -24,16 +24,16 @@ def test_cli_train_writes_a_loadable_checkpoint(cli, tmp_path):
     assert steps == [10, 20, 30]
     assert "W2" in stdout and "straightness" in stdout
     # the same command again refuses to touch the finished run
-    code, _, err = cli("train", "--data", "8gaussians", "--steps", "30", "--out", out)
+    code, _, err = cli("train", "--data", "8gaussians", "--train-steps", "30", "--out", out)
     assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
 
 
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     def cfg(steps):
         return TrainConfig(steps=steps, batch_size=128, save_every=10, log_every=5, warmup=7)
-    stages.train(tmp_path / "full", "moons", config=cfg(40), evaluate=False)
-    stages.train(tmp_path / "part", "moons", config=cfg(20), evaluate=False)
-    stages.train(tmp_path / "part", "moons", config=cfg(40), resume=True, evaluate=False)
+    stages.train(tmp_path / "full", "moons", options=cfg(40), evaluate=False)
+    stages.train(tmp_path / "part", "moons", options=cfg(20), evaluate=False)
+    stages.train(tmp_path / "part", "moons", options=cfg(40), resume=True, evaluate=False)
     for name in ("model.safetensors", "ema.safetensors"):
         a, b = load_tensors(tmp_path / "full" / name), load_tensors(tmp_path / "part" / name)
         for k in a:
@@ -46,7 +46,7 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
 
 def test_default_moons_flow_reaches_w2_below_0_15(moons_rf1):
     """Issue 2's quality bar: defaults, 100 Euler steps, exact W2 on 2,000 vs 2,000 points."""
-    metrics = json.loads((moons_rf1 / "metrics.json").read_text())
+    metrics = json.loads((moons_rf1 / "eval.json").read_text())
     assert metrics["n"] == 2000
     assert metrics["quality"]["100"]["w2"] < 0.15
     assert metrics["quality"]["100"]["w2"] < metrics["quality"]["1"]["w2"] / 5

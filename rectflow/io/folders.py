@@ -133,8 +133,8 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
     if not out.is_dir() or is_empty(out):
         return
     if not (overwrite or resume):
-        raise OutputError(f"out {out} already exists and is not empty; pass overwrite=True to "
-                          "replace it or resume=True to continue it")
+        raise OutputError(f"out {out} already exists and is not empty; pass overwrite to "
+                          "replace it or resume to continue it")
     marker = read_marker(out) or _legacy_marker(out)
     doing = "replace" if overwrite else "resume"
     if marker is None:
