@@ -19,9 +19,10 @@ def animate(
     frames: Annotated[int, typer.Option(help="Frames of the animation.")] = 40,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the particles' noise.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ):
     """Animate 2-D flows (matplotlib frames, written as a GIF by PIL; no ffmpeg)."""
     with ProgressCallback("animate", "frame") as cb:
         path = make_gif(ckpt, out, n=n, seed=seed, steps=steps, frames=frames, fps=fps,
-                        callback=cb)
+                        callback=cb, overwrite=overwrite)
     Console().print(f"wrote {path} ({frames} frames, {len(ckpt)} input folder(s))")

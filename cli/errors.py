@@ -12,7 +12,8 @@ import sys
 
 import click
 
-from rectflow.errors import OptionError, StageInterrupted, TrainingDiverged, UserError
+from rectflow.errors import (OptionError, PlanMismatch, StageInterrupted, TrainingDiverged,
+                             UserError)
 
 try:  # typer >= 0.26 vendors its own copy of click
     from typer._click import exceptions as _typer_click
@@ -37,6 +38,10 @@ def _cli_words(e: UserError) -> str:
     if isinstance(e, OptionError):
         return e.for_cli()
     text = str(e)
+    if isinstance(e, PlanMismatch):
+        from rectflow.options import COUPLE, table_of
+        flags = table_of(COUPLE)
+        text = e.text([flags[n].cli_flag if n in flags else n for n in e.names])
     for pattern, flag in _FLAGS:
         text = re.sub(pattern, flag, text)
     return text

@@ -23,11 +23,12 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the report (default <ckpt>-eval.json beside the model).")] = None,
     features_dir: FeaturesDir = None,
     recompute: Annotated[bool, typer.Option(help="Ignore a stored report with the same arguments and weights.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report made with other arguments or weights.")] = False,
 ):
     """Evaluate a checkpoint: quality at each step count, an adaptive reference, straightness."""
     cfg = resolve(EvalConfig, options)
     out = out or ckpt.parent / f"{ckpt.name}-eval.json"
     with ProgressCallback("eval", "part") as cb:
         ev = evaluate_checkpoint(ckpt, cfg, out=out, features_dir=features_dir,
-                                 reuse=not recompute, callback=cb)
+                                 reuse=not recompute, callback=cb, overwrite=overwrite)
     print_report(ev, out)

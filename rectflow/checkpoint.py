@@ -167,12 +167,12 @@ class Checkpoint:
         rebuilt from JSON: pass an instance as ``module`` and its weights are loaded into it."""
         from .models import build_model, custom_class
         path = self.weights_path(ema)
-        self.card.check_weights(path)
         if module is None:
             if self.card.is_custom:
                 cls = custom_class(self.card.model)
                 raise CheckpointError(f"{self.path} holds weights of your own model class "
                                       f"{cls}; load it with rectflow.load(path, model={cls}(...))")
             module = build_model(self.card.model)
+        self.card.check_weights(path)
         load_weights(module, path)
         return module.to(device).eval()

@@ -155,6 +155,13 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
     paths = find_checkpoints(dirs)
     out = Path(out)
     io.check_output(out, inputs=paths, overwrite=overwrite, kind="compare")
+    with io.FolderLock(out):   # a compare folder is updated in place: its reports are a cache
+        io.ensure_output(out, "compare", resume=overwrite)
+        return _compare_into(out, paths, cfg, features_dir, callback)
+
+
+def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
+                  callback) -> dict:
     labels = _labels(paths)
     first = Checkpoint(paths[0])
     spec = first.card.data
@@ -174,7 +181,7 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
             if e.get("event") == "progress":
                 emit({"event": "progress", "done": base + e["done"]})
         ev = evaluate_checkpoint(p, cfg, out=out / "evals" / f"{labels[i].replace('/', '-')}.json",
-                                 features_dir=fdir, callback=inner)
+                                 features_dir=fdir, callback=inner, overwrite=True)
         emit({"event": "progress", "done": (i + 1) * per_eval})
         evals.append(ev)
     metrics = list(evals[0].metrics)
@@ -185,9 +192,7 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
               "n": evals[0].n, "n_reference": evals[0].n_reference,
               "classifier": evals[0].classifier,
               "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
-    with io.FolderLock(out):
-        io.ensure_output(out, "compare", resume=overwrite)
-        _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
+    _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
     return result
 
 
@@ -242,13 +247,15 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
 
 def animate(dirs: list[str | Path], out: str | Path, *, n: int = 500, seed: int = 0,
             steps: int = 60, frames: int = 40, fps: int = 12,
-            callback: Callback | None = None) -> Path:
+            callback: Callback | None = None, overwrite: bool = False) -> Path:
     """A GIF of ``n`` particles flowing from noise to data under each checkpoint (2-D data)."""
     if n < 1 or steps < 1 or frames < 2 or fps < 1:
         raise UserError("--n and --steps must be >= 1, --frames >= 2, --fps >= 1")
     out = Path(out)
     if out.suffix.lower() != ".gif":
-        raise UserError(f"--out {out} should end in .gif")
+        raise UserError(f"out {out} should end in .gif")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise UserError(f"{out} already exists; pass overwrite to replace it")
     paths = find_checkpoints(dirs)
     first = Checkpoint(paths[0])
     if first.shape != (2,):

@@ -28,6 +28,18 @@ class TrainingDiverged(Exception):
         self.value = value
 
 
+class PlanMismatch(UserError):
+    """A coupling dataset was started with other settings; ``names`` are the options."""
+
+    def __init__(self, out, names: list[str]):
+        self.out, self.names = out, list(names)
+        super().__init__(self.text(self.names))
+
+    def text(self, names: list[str]) -> str:
+        return (f"{self.out} was started with different {', '.join(names)}; rerun with the "
+                "same arguments to resume, or pass overwrite to start again")
+
+
 class OptionError(UserError):
     """An option's value is out of its bounds or of the wrong type. ``str(e)`` names the
     option in Python terms (``batch_size``); :meth:`for_cli` names the command-line flag."""

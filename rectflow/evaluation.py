@@ -153,7 +153,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
                         out: str | Path | None = None, features_dir: str | Path | None = None,
                         reuse: bool = True, callback: Callable[[dict], None] | None = None,
                         device: str | torch.device = "cpu",
-                        model: torch.nn.Module | None = None) -> EvalReport:
+                        model: torch.nn.Module | None = None, overwrite: bool = False,
+                        own: bool = False) -> EvalReport:
     """Evaluate one checkpoint and return its :class:`EvalReport`, written to ``out`` (a
     ``.json`` file, or a folder to hold ``eval.json``) when given. A report already at ``out``
     (or the model folder's own ``eval.json``) made from the same arguments and the same weights
@@ -166,10 +167,13 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     target = None
     if out is not None:
         target = Path(out)
-        if target.suffix != ".json":
+        if target.suffix != ".json" and not target.is_file():
             target = target / EvalReport.FILENAME
         if target.is_dir():
             raise UserError(f"output {target} is a folder")
+        if not own and ck.path.resolve() in target.resolve().parents:
+            raise UserError(f"output {target} lies inside the model folder {ck.path}, an input; "
+                            "write the report elsewhere")
     emit = callback or (lambda e: None)
     dataset = load_dataset(ck.card.data, "test")
     if tuple(dataset.shape) != ck.shape:
@@ -186,6 +190,9 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             if old is not None:
                 old.cached = True
                 return old
+    if target is not None and (target.exists() or target.is_symlink()) and not overwrite:
+        raise UserError(f"{target} already exists (not a report of these arguments and "
+                        "weights); pass overwrite to replace it")
 
     started = time.perf_counter()
     net = ck.load_model(ema=cfg.use_ema, device=device, module=model)
@@ -243,4 +250,5 @@ def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
     if n is not None:
         cfg = cfg.replace(n=n)
     return evaluate_checkpoint(out, cfg, out=out / EvalReport.FILENAME, callback=callback,
-                               device=device, reuse=False, model=model)
+                               device=device, reuse=False, model=model, overwrite=True,
+                               own=True)

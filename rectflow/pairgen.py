@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 
-from .errors import UserError
+from .errors import PlanMismatch, UserError
 from .metrics import PathStats, ot_cost
 from .options import CoupleConfig
 from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
@@ -184,7 +184,5 @@ def check_plan(out: Path, plan: PairsPlan) -> str:
                         "or pass overwrite")
     diff = PairsPlan.read(out).differences(plan)
     if diff:
-        names = [_PLAN_NAMES.get(k, k) for k in diff]
-        raise UserError(f"{out} was started with different {', '.join(names)}; rerun with the "
-                        "same arguments to resume, or pass overwrite to start again")
+        raise PlanMismatch(out, [_PLAN_NAMES.get(k, k) for k in diff])
     return "complete" if PairsManifest.path_in(out).is_file() else "resume"

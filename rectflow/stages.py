@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint
 from .couplings import COUPLINGS, make_source
 from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
-from .errors import CheckpointError, StageInterrupted, UserError
+from .errors import CheckpointError, OptionError, StageInterrupted, UserError
 from .evaluation import noise, stage_report
 from .models import build_model, custom_config, default_model_config
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
@@ -46,6 +46,17 @@ def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
     touches nothing, so a refused run leaves earlier output as it was."""
     return io.check_output(out, inputs=[p for p in inputs if p is not None],
                            overwrite=overwrite, kind=kind, resume=resume)
+
+
+def writable_file(path: Path) -> None:
+    """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {path}: {parent} is not writable")
 
 
 def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
@@ -257,7 +268,7 @@ def distill(pairs: str | Path, out: str | Path, *, k: int = 1, init: str | Path 
             file_options: dict | None = None) -> Checkpoint:
     """Train so that ``k`` Euler steps from x0 land on the paired z1 (t on a k-point grid)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_DISTILL_K:
-        raise UserError(f"k must be a whole number in 1..{MAX_DISTILL_K}, got {k!r}")
+        raise OptionError("k", "--k", f"must be a whole number in 1..{MAX_DISTILL_K}, got {k!r}")
     given = _given(options)
     given.pop("time_dist", None)   # a student's times are its k-step grid
     return _train_on_pairs("distill", pairs, out, init, init_ema, given, k, resume,
@@ -347,6 +358,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     for p in (out, picture):
         if p.is_dir() or p.is_symlink():
             raise UserError(f"{p} is a folder or a link; name a file")
+    writable_file(out)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     net = ck.load_model(ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,

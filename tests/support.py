@@ -34,7 +34,7 @@ def point_cloud(path: Path, n: int = 200, dim: int = 2, seed: int = 0) -> Path:
 def tiny_checkpoint(out: Path, data: Path, steps: int = 20) -> Path:
     cfg = TrainConfig(steps=steps, batch_size=64, lr=1e-2, warmup=0, save_every=steps,
                       log_every=5)
-    return stages.train(out, str(data), model=TINY_MODEL, options=cfg, evaluate=False)
+    return stages.train(out, str(data), model=TINY_MODEL, options=cfg, evaluate=False).path
 
 
 def small_pairs(teacher: Path, out: Path, n: int = 1024, shard_size: int = 256) -> Path:

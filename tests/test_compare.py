@@ -47,21 +47,29 @@ def test_compare_writes_tables_and_pictures(rounds, tmp_path):
     saved = json.loads((out / "compare.json").read_text())
     assert saved["rows"] == result["rows"] and saved["primary_metric"] == "w2"
     rows = list(csv.DictReader(io.StringIO((out / "compare.csv").read_text())))
-    assert [r["model"] for r in rows] == ["rf1", "rf2"] and float(rows[0]["w2_nfe1"]) > 0
+    assert [r["model"] for r in rows] == ["rf1", "rf2"] and float(rows[0]["w2_steps1"]) > 0
     md = (out / "compare.md").read_text().splitlines()
     assert md[0].startswith("| model") and len(md) == 4
     for name in ("trajectories.png", "straightness.png", "quality.png"):
         assert_picture(out / name)
-    # both checkpoints got an eval.json with the same noise/reference arguments
-    args = [json.loads((rounds / r / "eval.json").read_text())["args"] for r in ("rf1", "rf2")]
-    assert {k: v for k, v in args[0].items() if k != "weights_sha256"} == \
-           {k: v for k, v in args[1].items() if k != "weights_sha256"}
-    again = compare([rounds / "rf1", rounds / "rf2"], tmp_path / "cmp2", FAST)
+    # both checkpoints got a report with the same noise/reference arguments, and its weights
+    reports = [json.loads((out / "evals" / f"{r}.json").read_text()) for r in ("rf1", "rf2")]
+    assert reports[0]["args"] == reports[1]["args"]
+    assert reports[0]["weights_sha256"] != reports[1]["weights_sha256"]
+    again = compare([rounds / "rf1", rounds / "rf2"], out, FAST, overwrite=True)
     assert all(r["cached"] for r in again["rows"])
+    # a forged report (numbers changed, checksum of other weights) is recomputed, not trusted
+    forged = json.loads((out / "evals" / "rf2.json").read_text())
+    forged["quality"]["1"]["w2"] = 1e-9
+    forged["weights_sha256"] = "0" * 64
+    (out / "evals" / "rf2.json").write_text(json.dumps(forged))
+    third = compare([rounds / "rf1", rounds / "rf2"], out, FAST, overwrite=True)
+    assert not third["rows"][1]["cached"] and third["rows"][1]["quality"]["1"]["w2"] > 1e-3
 
 
 def test_cli_compare_and_animate(cli, rounds, tmp_path):
-    code, stdout, err = cli("compare", rounds / "rf1", rounds / "rf2", "--out", tmp_path / "c",
+    code, stdout, err = cli("compare", "--ckpt", rounds / "rf1", "--ckpt", rounds / "rf2",
+                            "--out", tmp_path / "c",
                             "--steps", "1,2,4", "--n", "256", "--path-steps", "16",
                             "--rtol", "1e-3", "--atol", "1e-3")
     assert code == 0, err
@@ -84,7 +92,7 @@ def test_compare_refuses_bad_inputs(cli, rounds, tmp_path):
         find_checkpoints([rounds / "rf1", tmp_path / "g"])
     with pytest.raises(UserError, match="not a model checkpoint|holds no checkpoint"):
         find_checkpoints([rounds / "pairs1"])
-    code, _, err = cli("compare", tmp_path / "missing")
+    code, _, err = cli("compare", "--ckpt", tmp_path / "missing")
     assert code == 2 and len(err.strip().splitlines()) == 1
     code, _, err = cli("animate", "--ckpt", rounds / "rf1", "--out", tmp_path / "x.mp4")
     assert code == 2 and ".gif" in err

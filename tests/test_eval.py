@@ -3,6 +3,8 @@ import json
 
 import numpy as np
 import pytest
+
+from rectflow.errors import UserError
 import torch
 
 from rectflow import features, stages
@@ -67,17 +69,21 @@ def test_digits_classifier_is_accurate_cached_and_aligned(digits_features):
 
 def test_eval_writes_eval_json_and_reuses_it(moons_ckpt):
     cfg = EvalConfig(steps=(1, 4), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
-    ev = evaluate_checkpoint(moons_ckpt, cfg)
-    saved = json.loads((moons_ckpt / "eval.json").read_text())
+    report = moons_ckpt.parent / "rf1-eval.json"
+    ev = evaluate_checkpoint(moons_ckpt, cfg, out=report)
+    saved = json.loads(report.read_text())
+    assert saved["format"] == "rectflow/eval" and saved["weights_sha256"] == ev.weights_sha256
     assert set(saved["quality"]) == {"1", "4"} and saved["quality"]["4"]["nfe"] == 4
     assert {"w2", "mmd"} <= set(saved["quality"]["1"]) and "kernel" in saved["metrics"]["mmd"]
     assert saved["reference"]["nfe"] > 4 and saved["reference"]["solver"] == "dopri5"
     p = saved["path"]
     assert p["transport_cost"] >= p["ot_cost"] - 1e-9 and p["straightness"] >= 0
-    assert not ev.get("cached")
-    assert evaluate_checkpoint(moons_ckpt, cfg)["cached"] is True
+    assert not getattr(ev, "cached", False)
+    assert evaluate_checkpoint(moons_ckpt, cfg, out=report).cached is True
     cfg2 = EvalConfig(steps=(1, 2), n=300, path_steps=20, reference_rtol=1e-3, reference_atol=1e-3)
-    assert not evaluate_checkpoint(moons_ckpt, cfg2).get("cached")
+    assert not getattr(evaluate_checkpoint(moons_ckpt, cfg2), "cached", False)
+    with pytest.raises(UserError, match="overwrite"):   # another report is not written over
+        evaluate_checkpoint(moons_ckpt, cfg2, out=report)
 
 
 def test_cli_eval_prints_tables_and_rejects_bad_nfe(cli, moons_ckpt, tmp_path):
@@ -89,7 +95,7 @@ def test_cli_eval_prints_tables_and_rejects_bad_nfe(cli, moons_ckpt, tmp_path):
     code, _, err = cli("eval", "--ckpt", moons_ckpt, "--steps", "1,x")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--steps" in err
     code, _, err = cli("eval", "--ckpt", moons_ckpt, "--solver", "dopri5")
-    assert code == 2 and "fixed-step" in err
+    assert code == 2 and "one of euler, heun, rk4" in err
 
 
 def test_image_eval_reports_fd_from_the_cached_classifier(tmp_path, digits_features):
@@ -99,10 +105,10 @@ def test_image_eval_reports_fd_from_the_cached_classifier(tmp_path, digits_featu
     cfg = EvalConfig(steps=(1, 2), n=64, path_steps=4, image_w2_subsample=32,
                      reference_rtol=1e-2, reference_atol=1e-2)
     ev = evaluate_checkpoint(ck, cfg, features_dir=root)
-    assert ev["image"] and set(ev["metrics"]) == {"w2", "fd"}
-    assert ev["quality"]["1"]["fd"] > 0 and ev["w2_subsample"] == 32
-    assert ev["classifier"]["test_accuracy"] == info["test_accuracy"]
-    assert ev["args"]["classifier_sha256"] == info["sha256"]
+    assert ev.image and set(ev.metrics) == {"w2", "fd"}
+    assert ev.quality["1"]["fd"] > 0 and ev.args["image_w2_subsample"] == 32
+    assert ev.classifier["test_accuracy"] == info["test_accuracy"]
+    assert ev.args["classifier_sha256"] == info["sha256"]
 
 
 def test_fid_features_from_safetensors_inception(tmp_path):

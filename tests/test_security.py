@@ -158,7 +158,7 @@ def test_cifar10_python_pickles_are_refused(cli, tmp_path):
     for name in ("data_batch_1", "test_batch", "batches.meta"):
         (folder / name).write_bytes(raw_pickle(tmp_path / "PWNED"))
     code, _, err = cli("train", "--data", "cifar10", "--data-root", tmp_path,
-                       "--out", tmp_path / "r")
+                       "--out", tmp_path.parent / f"{tmp_path.name}-r")
     assert code == 2 and "binary" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "PWNED").exists()
 

@@ -37,6 +37,10 @@ def data_spec(data: str, root: str | None = None, download: bool = False,
             raise DataError(f"--data {data} needs --data-root pointing at a local copy "
                             f"(torchvision's folder layout); add --download to fetch it")
         return {"name": data, "root": str(Path(root).resolve()), "download": bool(download)}
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if not 2 <= resolution <= 1024:
+        raise DataError(f"resolution must be in 2..1024, got {resolution}")
     if data == "imagefolder":
         if root is None:
             raise DataError("--data imagefolder needs --data-root, a folder of images")

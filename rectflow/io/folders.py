@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..records.files import is_temp
 from ..errors import OutputError
 from .lock import holds_lock
 
@@ -79,7 +80,7 @@ def is_owned(path: str | Path, kind: str | None = None) -> bool:
 
 def is_empty(folder: str | Path) -> bool:
     """True when ``folder`` holds nothing but (at most) its marker."""
-    return all(p.name in (MARKER, f"{MARKER}.tmp") for p in Path(folder).iterdir())
+    return all(p.name in (MARKER, f"{MARKER}.tmp") or is_temp(p) for p in Path(folder).iterdir())
 
 
 # ----------------------------------------------------------------------------------- checks
