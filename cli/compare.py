@@ -21,6 +21,7 @@ def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
     for row in rows:
         t.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
                     for v in row))
+    t.caption = None
     return t
 
 
@@ -32,7 +33,9 @@ def compare_tables(result: dict) -> list[Table]:
     name = result["data"].get("name")
     return [_rich(f"{name}: paths (straightness falls across reflow rounds)",
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]),
-            _rich(f"{name}: sample quality vs {result['n_reference']} held-out points",
+            _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
+                  f"held-out points, mean ± std over {len(result.get('seeds') or [0])} seed(s); "
+                  "* best, ~ tied with it within the noise",
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 
 
@@ -43,6 +46,9 @@ def print_result(result: dict, out: Path) -> None:
     if result.get("classifier") and "test_accuracy" in result["classifier"]:
         con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
                   "held-out accuracy")
+    for r in result["rows"]:
+        if r.get("lineage_text"):
+            con.print(f"{r['name']}: {r['lineage_text']}")
     con.print(f"wrote {out}/compare.json, compare.csv, compare.md; pictures: "
               + ", ".join(result["pictures"].values()))
 

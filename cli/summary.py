@@ -24,16 +24,23 @@ def path_table(title: str, path: dict) -> Table:
 
 def quality_table(ev: EvalReport) -> Table:
     metrics = list(ev.metrics)
-    t = Table(title=f"{ev.checkpoint}: {ev.n} samples vs {ev.n_reference} held-out points "
-                    f"(seed {ev.seed})", title_justify="left")
+    seeds = ev.seeds or [ev.seed]
+    t = Table(title=f"{ev.checkpoint}: {ev.n} samples vs {ev.n_reference} held-out points, "
+                    f"mean ± std over {len(seeds)} seed(s)", title_justify="left")
     for col in ("solver", "steps", "NFE", *(m.upper() for m in metrics)):
         t.add_column(col, justify="right")
+
+    def cell(d: dict, m: str) -> str:
+        std = d.get(f"{m}_std")
+        return f"{d[m]:.4g}" + (f" ± {std:.1g}" if std else "")
     for v in ev.quality.values():
-        t.add_row(ev.solver, str(v["steps"]), f"{v['nfe']:g}", *(f"{v[m]:.4g}" for m in metrics))
+        t.add_row(ev.solver, str(v["steps"]), f"{v['nfe']:g}", *(cell(v, m) for m in metrics))
     r = ev.reference
     if r:
         t.add_row(f"dopri5 rtol {r['rtol']:g}", "adaptive", f"{r['nfe']:.4g}",
-                  *(f"{r[m]:.4g}" for m in metrics))
+                  *(cell(r, m) for m in metrics))
+    if ev.floors:
+        t.add_row("noise floor", "data vs data", "-", *(cell(ev.floors, m) for m in metrics))
     return t
 
 
@@ -43,6 +50,8 @@ def print_report(ev: EvalReport | None, where=None) -> None:
             console.print(f"wrote {where}")
         return
     console.print(quality_table(ev))
+    if ev.lineage:
+        console.print(ev.lineage)
     console.print(path_table("path metrics (transport cost vs exact OT cost of the same "
                              "endpoints)", ev.path))
     if ev.classifier and "test_accuracy" in ev.classifier:

@@ -52,6 +52,7 @@ class Flow:
         self.card: RunCard = self.checkpoint.card
         self.ema = ema
         self.model = self.checkpoint.load_model(ema=ema, device=device, module=model)
+        self.objective = self.checkpoint.objective()
 
     def __repr__(self) -> str:
         c = self.card
@@ -63,14 +64,15 @@ class Flow:
         return tuple(self.card.shape)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.model(x, t)
+        """dx/dt of the flow (whatever objective trained the network)."""
+        return self.objective.velocity(self.model)(x, t)
 
     def sample(self, n: int = 1000, *, steps: int | None = None, solver: str = "euler",
                seed: int = 0, raw: bool = True, **solver_kw) -> torch.Tensor:
         """``n`` samples from seeded noise; in the data's own units (``raw=True``) or in model
         space. ``steps`` defaults to what the model is for (1 for a one-step student)."""
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        sol = stages.sample_tensor(self.model, self.shape, n, steps=steps, solver=solver,
+        sol = stages.sample_tensor(self.velocity, self.shape, n, steps=steps, solver=solver,
                                    seed=seed, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x

@@ -161,6 +161,15 @@ class Checkpoint:
             raise CheckpointError(f"{p} does not exist; did training finish a first save?")
         return p
 
+    def objective(self):
+        from .objectives import from_card
+        return from_card(self.card.objective)
+
+    def velocity(self, ema: bool = True, device: str | torch.device = "cpu",
+                 module: torch.nn.Module | None = None):
+        """dx/dt of this model for every solver: ``objective.velocity(network)``."""
+        return self.objective().velocity(self.load_model(ema, device, module))
+
     def load_model(self, ema: bool = True, device: str | torch.device = "cpu",
                    module: torch.nn.Module | None = None) -> torch.nn.Module:
         """The network with its trained weights. A model of the user's own class is not

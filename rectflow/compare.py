@@ -91,7 +91,7 @@ def flow_panels(paths: list[Path], labels: list[str], n: int, seed: int,
         ck = Checkpoint(path)
         k = min(steps, int(ck.card.sample["steps"]))
         x0 = noise(n, ck.shape, seed, "compare-trajectories")
-        sol = solve(ck.load_model(), x0, method="euler", steps=k, record=True)
+        sol = solve(ck.velocity(), x0, method="euler", steps=k, record=True)
         panels.append((f"{label} ({k} step{'s' if k > 1 else ''})", sol.trajectory))
     return panels
 
@@ -103,25 +103,60 @@ def _row(label: str, path: Path, ev: EvalReport, metrics: list[str]) -> dict:
             "lineage": [Path(c["path"]).name for c in chain],
             "parent": card.parent,
             **{k: ev.path[k] for k in PATH_KEYS}, "n_paths": ev.path.get("n_paths"),
-            "quality": {k: {m: v.get(m) for m in ("steps", "nfe", *metrics)}
+            "quality": {k: {m: v.get(m) for m in ("steps", "nfe", *metrics,
+                                                  *(f"{x}_std" for x in metrics))}
                         for k, v in ev.quality.items()},
             "reference": ({m: ev.reference.get(m) for m in ("nfe", *metrics)}
                           if ev.reference else None),
+            "lineage_text": ev.lineage, "path_grid": ev.path.get("grid"),
             "cached": bool(getattr(ev, "cached", False))}
 
 
+def tie_marks(cells: list[tuple[float, float]]) -> list[str]:
+    """Rank one column of (mean, std over seeds), lower is better: '*' marks the best, '~' a
+    value whose difference to the best is within the noise (2 sqrt(s_best² + s²)), '' one
+    that is worse by more. With one seed there is no spread and nothing is ranked."""
+    valid = [(i, m, s) for i, (m, s) in enumerate(cells) if m is not None]
+    if len(valid) < 2 or all(s == 0 for _, _, s in valid):
+        return [""] * len(cells)
+    best_i, best_m, best_s = min(valid, key=lambda v: v[1])
+    marks = [""] * len(cells)
+    for i, m, s in valid:
+        marks[i] = "*" if i == best_i else "~" if m - best_m <= 2 * (best_s**2 + s**2) ** 0.5 \
+            else ""
+    return marks
+
+
+def _cell(mean, std, mark: str = "") -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.3g}" + (f" ± {std:.1g}" if std else "") + (f" {mark}" if mark else "")
+
+
 def table(result: dict) -> tuple[list[str], list[list]]:
-    """The comparison as headers + rows: path metrics, the lead quality metric at every NFE,
-    and the adaptive reference. Shared by compare.md and the CLI's rich table."""
+    """The comparison as headers + rows: path metrics, the lead quality metric at each step
+    count (mean ± std over the seeds; * best, ~ tied with the best within the noise), the
+    adaptive reference, and last the noise floor (data against data at the same n). Shared by
+    compare.md and the CLI's rich table."""
     m = result["primary_metric"]
-    nfes = [str(k) for k in result["args"]["steps"]]
+    steps = [str(k) for k in result["args"]["steps"]]
     headers = (["model", "stage", "round", "straightness", "S/D", "curvature", "transport",
-                "OT cost"] + [f"{m.upper()} @{k}" for k in nfes]
+                "OT cost"] + [f"{m.upper()} @{k}" for k in steps]
                + [f"{m.upper()} dopri5", "dopri5 NFE"])
     rows = [[r["name"], r["stage"], r["round"], r["straightness"], r["straightness_per_dim"],
-             r["curvature"], r["transport_cost"], r["ot_cost"]]
-            + [r["quality"][k][m] for k in nfes] + _ref(r, m)
-            for r in result["rows"]]
+             r["curvature"], r["transport_cost"], r["ot_cost"]] for r in result["rows"]]
+    for k in steps:
+        cells = [(r["quality"][k][m], r["quality"][k].get(f"{m}_std", 0.0))
+                 for r in result["rows"]]
+        for row, (mean, std), mark in zip(rows, cells, tie_marks(cells)):
+            row.append(_cell(mean, std, mark))
+    for row, r in zip(rows, result["rows"]):
+        ref = r["reference"] or {}
+        row += [_cell(ref.get(m), 0), ref.get("nfe", "-")]
+    fl = result.get("floors") or {}
+    if m in fl:
+        rows.append(["noise floor", "data", "-", "-", "-", "-", "-", "-"]
+                    + [_cell(fl[m], fl.get(f"{m}_std", 0))] * len(steps) + ["-", "-"])
     return headers, rows
 
 
@@ -190,6 +225,7 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
               "metric_notes": {k: METRIC_NOTES[k] for k in (*metrics, *PATH_KEYS)},
               "primary_metric": evals[0].primary_metric,
               "n": evals[0].n, "n_reference": evals[0].n_reference,
+              "seeds": evals[0].seeds, "floors": evals[0].floors,
               "classifier": evals[0].classifier,
               "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
     _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
@@ -222,7 +258,7 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
             cells = []
             for p, lab in zip(paths, labels):
                 ck = Checkpoint(p)
-                model, x0 = ck.load_model(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
+                model, x0 = ck.velocity(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
                 cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
             return report.save_sample_grids(cells, path)
         out["samples.png"] = grids

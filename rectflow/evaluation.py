@@ -195,32 +195,93 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
                         "weights); pass overwrite to replace it")
 
     started = time.perf_counter()
-    net = ck.load_model(ema=cfg.use_ema, device=device, module=model)
-    x0 = noise(cfg.n, ck.shape, cfg.seed).to(device)
-    total = len(cfg.steps) + 1 + int(cfg.adaptive)
+    net = ck.velocity(ema=cfg.use_ema, device=device, module=model)
+    distilled = ck.card.stage == "distill"
+    own_steps = int(ck.card.sample["steps"])
+    adaptive = cfg.adaptive and not distilled   # a k-step student has no ODE to refine
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    total = cfg.seeds * (len(cfg.steps) + 1) + int(adaptive) + 1
     emit({"event": "start", "total": total, "label": f"evaluating {ck.path.name}"})
-    q: dict = {}
-    for i, k in enumerate(cfg.steps):
-        sol = solve(net, x0, method=cfg.solver, steps=k)
-        q[str(k)] = {"steps": k, "nfe": sol.nfe, **scorer(sol.x)}
-        emit({"event": "progress", "done": i + 1, "info": f"{cfg.solver} {k} steps"})
+    done = 0
+    runs: list[dict] = []
+    floors: list[dict] = []
+    for s in seeds:
+        sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
+                                                 reference_data(dataset, cfg.n, s), cfg, fdir)
+        x0 = noise(cfg.n, ck.shape, s).to(device)
+        run = {}
+        for k in cfg.steps:
+            sol = solve(net, x0, method=cfg.solver, steps=k)
+            run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x)}
+            done += 1
+            emit({"event": "progress", "done": done, "info": f"seed {s}: {cfg.solver} {k} steps"})
+        runs.append(run)
+        floors.append(sc(floor_draw(ck.card.data, dataset, cfg.n, s)))
+        done += 1
+        emit({"event": "progress", "done": done, "info": f"seed {s}: noise floor"})
+    q = {k: _summarise([r[k] for r in runs]) for k in runs[0]}
+    x0 = noise(cfg.n, ck.shape, cfg.seed).to(device)
     reference = None
-    if cfg.adaptive:
+    if adaptive:
         sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
         reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
                      "nfe": sol.nfe, **scorer(sol.x)}
-        emit({"event": "progress", "done": len(cfg.steps) + 1, "info": "dopri5 reference"})
-    path = path_metrics(net, x0, "euler", cfg.path_steps, cfg.ot_subsample)
+        done += 1
+        emit({"event": "progress", "done": done, "info": "dopri5 reference"})
+    # a distilled student's path is its own k-step Euler path, not a fine grid
+    grid = own_steps if distilled else cfg.path_steps
+    path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample)
+    path["grid"] = "the student's own steps" if distilled else "fine Euler grid"
     emit({"event": "progress", "done": total, "info": "path metrics"})
     report = EvalReport(
         checkpoint=str(ck.path), stage=ck.card.stage, round=ck.card.round, args=args,
         weights_sha256=weights_sha, n=cfg.n, n_reference=int(ref.shape[0]), seed=cfg.seed,
         solver=cfg.solver, metrics=scorer.info["metrics"], quality=q, path=path,
         reference=reference, image=scorer.is_image, classifier=scorer.info.get("classifier"),
+        floors=_summarise(floors), seeds=seeds, lineage=describe_lineage(ck.card),
         seconds=time.perf_counter() - started)
     if target is not None:
         report.write(target)
     return report
+
+
+def floor_draw(spec: dict, heldout: Dataset, n: int, seed: int) -> torch.Tensor:
+    """A second draw from the data, independent of the held-out reference, of the same size:
+    fresh draws for infinite targets, else the training split (for FD: held-out vs training
+    data). Its distance to the reference is the metric's noise floor at this n."""
+    if not heldout.finite:
+        return heldout.sample(n, generator(seed, "eval-floor"))
+    train = load_dataset(spec, "train")
+    idx = torch.randperm(len(train), generator=generator(seed, "eval-floor"))[:n]
+    return train.take(idx)
+
+
+def _summarise(runs: list[dict]) -> dict:
+    """Per key: the mean over seeds, and ``<key>_std`` (0 for one seed); counts stay as they
+    are."""
+    out: dict = {}
+    for key, v in runs[0].items():
+        if key in ("steps",) or not isinstance(v, (int, float)):
+            out[key] = v
+            continue
+        vals = torch.tensor([float(r[key]) for r in runs], dtype=torch.float64)
+        out[key] = float(vals.mean())
+        if key != "nfe":
+            out[f"{key}_std"] = float(vals.std()) if len(runs) > 1 else 0.0
+    return out
+
+
+def describe_lineage(card) -> str:
+    """Where a model comes from, as it happened: 'distilled from round 2 pairs, initialised from
+    round 3 (reflow)'."""
+    p = card.parent or {}
+    if card.stage == "train":
+        return f"round 1: trained from {card.coupling} pairs of source and data"
+    init = f"initialised from round {p.get('init_round', '?')} ({p.get('init_stage', '?')})"
+    pairs = f"round {p.get('pairs_round', card.round - (card.stage == 'reflow'))} pairs"
+    if card.stage == "distill":
+        return f"{card.distill_k}-step student distilled from {pairs}, {init}"
+    return f"round {card.round}: reflow on {pairs}, {init}"
 
 
 def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | None:
@@ -239,7 +300,7 @@ def stage_defaults(card) -> EvalConfig:
     steps = sorted({1, 2, 4, 8, int(card.sample["steps"])})
     image = len(card.shape) == 3
     return EvalConfig(steps=tuple(steps), n=500 if image else 2000, adaptive=False,
-                      path_steps=32 if image else 100)
+                      path_steps=32 if image else 100, seeds=1)
 
 
 def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,

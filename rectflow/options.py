@@ -140,7 +140,7 @@ def _time_dist(opt: Opt, value) -> TimeDist:
 
 # ------------------------------------------------------------------------------ the tables
 LOSSES = ("l2", "pseudo-huber")
-OBJECTIVES = ("flow",)
+OBJECTIVES = ("flow", "diffusion", "meanflow")
 PRECISIONS = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")
 SOLVERS = ("euler", "heun", "rk4", "dopri5")
@@ -160,7 +160,19 @@ TRAIN = (
     Opt("huber_c", float | None, None, "Pseudo-Huber c (default 0.00054*sqrt(D), as 2-RF++).",
         above=0, hi=1e6),
     Opt("time_dist", TimeDist, "uniform", "Distribution of t: uniform, logit-normal, u-shaped."),
-    Opt("objective", str, "flow", "What the network learns.", choices=OBJECTIVES),
+    Opt("objective", str, "flow", "What the network learns: flow (rectified flow), diffusion "
+        "(VP baseline), meanflow (average velocity).", choices=OBJECTIVES),
+    Opt("schedule", str, "cosine", "diffusion: noise schedule.", choices=("cosine", "linear")),
+    Opt("prediction", str, "v", "diffusion: what the network predicts.", choices=("v", "eps")),
+    Opt("mf_equal_share", float, 0.75, "meanflow: share of samples with r = t (MeanFlow: 0.75).",
+        lo=0, hi=1),
+    Opt("mf_time_mean", float, 0.4, "meanflow: mean of the logit-normal r and t "
+        "(MeanFlow's -0.4 in rectflow's time direction).", lo=-10, hi=10),
+    Opt("mf_time_std", float, 1.0, "meanflow: std of the logit-normal r and t.", above=0, hi=10),
+    Opt("mf_power", float, 1.0, "meanflow: adaptive loss weight power p (MeanFlow: 1).", lo=0,
+        hi=4),
+    Opt("pair_drop", float, 0.0, "Drop this share of stored pairs with the largest |x1 - x0| "
+        "(Re-MeanFlow: 0.1).", lo=0, below=1),
     Opt("seed", int, 0, "Seed of every random draw.", lo=0, hi=2**62),
     Opt("save_every", int, 1000, "Save a resumable snapshot every N steps.", lo=1, hi=BIG),
     Opt("log_every", int, 50, "Log the loss every N steps.", lo=1, hi=BIG),
@@ -195,6 +207,8 @@ EVAL = (
     Opt("n", int, 2000, "Samples (and held-out points, up to the split's size).", lo=2,
         hi=10**7, short="-n"),
     Opt("seed", int, 0, "Seed of the source draws and the reference data.", lo=0, hi=2**62),
+    Opt("seeds", int, 3, "Evaluation seeds (seed, seed+1, ...): figures are mean ± std over "
+        "them, and differences within the spread are ties.", lo=1, hi=100),
     Opt("path_steps", int, 100, "Euler steps of the fine grid for path metrics.", lo=1,
         hi=100_000),
     Opt("adaptive", bool, True, "Add the adaptive dopri5 reference."),

@@ -93,7 +93,7 @@ def _solve_shard(velocity, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
     return torch.cat(x1s), nfe / max(1, x0.shape[0])
 
 
-def write_pairs(model: torch.nn.Module, shape: tuple[int, ...], out: str | Path,
+def write_pairs(model, shape: tuple[int, ...], out: str | Path,
                 cfg: CoupleConfig, provenance: dict,
                 callback: Callable[[dict], None] | None = None,
                 accelerator: Accelerator | None = None) -> PairsManifest | None:
@@ -105,7 +105,7 @@ def write_pairs(model: torch.nn.Module, shape: tuple[int, ...], out: str | Path,
     cfg.validate()
     out = Path(out)
     acc = accelerator or make_accelerator()
-    velocity = chunked(model.to(acc.device).eval(), cfg.eval_chunk)
+    velocity = chunked(model, cfg.eval_chunk)
     n_shards = math.ceil(cfg.n / cfg.shard_size)
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]

@@ -27,6 +27,7 @@ from .data.pairs import PairsDataset, StoredPairs
 from .errors import CheckpointError, OptionError, StageInterrupted, UserError
 from .evaluation import noise, stage_report
 from .models import build_model, custom_config, default_model_config
+from .objectives import build_objective
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
@@ -130,6 +131,7 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
     acc = make_accelerator(mixed_precision=cfg.mixed_precision,
                            gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with)
     check_run(cfg, acc.num_processes)   # before overwrite clears anything
+    acc.wait_for_everyone()   # every process has checked the output before any writes to it
 
     def run(folder: Path) -> None:
         fit(model, source, cfg, folder, card, resume=resume, callback=callback, accelerator=acc)
@@ -177,7 +179,7 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
-                       objective={"name": cfg.objective},
+                       objective=build_objective(cfg, dataset.shape).to_json(),
                        normalization=dataset.normalization.to_json())
     source = make_source(dataset, card.coupling, cfg.seed)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
@@ -233,7 +235,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "pairs_round": pairs_round,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
-        objective={"name": cfg.objective}, normalization=tc.normalization,
+        objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
         sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra)
     source = StoredPairs(pd, cfg.seed)
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
@@ -300,7 +302,7 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         if callback and acc.is_main_process:
             callback({"event": "complete"})
         return PairsManifest.read(out) if acc.is_main_process else None
-    net = teacher.load_model(ema=cfg.use_ema, device=acc.device, module=model)
+    net = teacher.velocity(ema=cfg.use_ema, device=acc.device, module=model)
     tc = teacher.card
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
@@ -326,12 +328,13 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
 MAX_SAMPLE_BYTES_FRACTION = 0.5
 
 
-def sample_tensor(model: torch.nn.Module, shape: tuple[int, ...], n: int, *, steps: int,
+def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
                   solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
                   atol: float = 1e-5, device: str | torch.device = "cpu"):
     """``n`` samples in model space and the solver's Solution (for its NFE)."""
     x0 = noise(n, shape, seed, "sample-noise").to(device)
-    return solve(model.to(device).eval(), x0, method=solver, steps=steps, rtol=rtol, atol=atol)
+    with torch.no_grad():
+        return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
 
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
@@ -360,7 +363,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
             raise UserError(f"{p} is a folder or a link; name a file")
     writable_file(out)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
-    net = ck.load_model(ema=use_ema, module=model)
+    net = ck.velocity(ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
                         atol=atol)
     is_image = len(ck.shape) == 3

@@ -244,7 +244,7 @@ def test_manifest_path_outside_the_folder_is_refused(ref, tmp_path, cli, name):
     with pytest.raises(CheckpointError, match="plain pairs-NNNNN"):
         PairsDataset(pairs)
     code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "rf2",
-                       "--steps", 1)
+                       "--train-steps", 1)
     assert code == 2 and "plain pairs-NNNNN" in one_line_error(err)
 
 

@@ -24,6 +24,7 @@ from rectflow.couplings import IndependentPairs, PairSource
 from rectflow.data import load_dataset
 from rectflow.errors import TrainingDiverged
 from rectflow.models import build_model, default_model_config
+from rectflow.records import RunCard
 from rectflow.training import TrainConfig, fit
 
 from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, cli_cmd,
@@ -32,7 +33,8 @@ from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, cl
 
 STEPS = 96
 LOOP = dict(steps=STEPS, batch_size=64, save_every=4, log_every=2)
-FLAGS = [a for k, v in LOOP.items() for a in (f"--{k.replace('_', '-')}", v)]
+FLAGS = [a for k, v in LOOP.items()
+         for a in ("--train-steps" if k == "steps" else f"--{k.replace('_', '-')}", v)]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +127,9 @@ class NaNAt(PairSource):
 
 def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_snapshot(tmp_path):
     model_cfg = default_model_config((2,), **TINY_MODEL)
-    base = {"model": model_cfg, "data": {"name": "moons"}, "shape": [2]}
     cfg = TrainConfig(steps=60, batch_size=64, save_every=10, log_every=5)
+    base = RunCard(stage="train", model=model_cfg, data={"name": "moons"}, shape=[2],
+                   train=cfg.to_json())
     clean = IndependentPairs(load_dataset({"name": "moons"}), cfg.seed)
     with pytest.raises(TrainingDiverged) as info:
         fit(build_model(model_cfg), NaNAt(clean, index=36), cfg, tmp_path, base)

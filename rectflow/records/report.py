@@ -31,10 +31,11 @@ class EvalReport(Record):
     quality: dict                    # str(steps) -> {"steps", "nfe", metric: value, ...}
     path: dict                       # straightness, curvature, transport and OT cost, size
     reference: dict | None = None    # the adaptive solver's figures, when measured
-    floors: dict = field(default_factory=dict)   # metric -> noise floor at this n
+    floors: dict = field(default_factory=dict)   # metric (mean, _std) -> noise floor at n
     image: bool = False
     classifier: dict | None = None
-    lineage: list = field(default_factory=list)
+    seeds: list = field(default_factory=list)   # evaluation seeds the means are over
+    lineage: str = ""
     seconds: float = 0.0
 
     def matches(self, args: dict, weights_sha256: str) -> bool:
