@@ -24,3 +24,8 @@ class TrainingDiverged(Exception):
         super().__init__(f"loss became {value} at step {step}; {kept}")
         self.step = step
         self.value = value
+
+
+class SolverError(UserError, ValueError):
+    """An ODE solve cannot go on or was asked for something impossible: bad tolerances or
+    steps, a state that became NaN/inf, a step size below the floor, too many evaluations."""

@@ -27,6 +27,13 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 
+def _per_row(a, like: torch.Tensor):
+    """A float as it is; a per-row tensor as float64 [n, 1] for the n rows of ``like``."""
+    if not torch.is_tensor(a):
+        return float(a)
+    return a.reshape(-1)[:like.shape[0]].to(like.device, torch.float64)[:, None]
+
+
 class PathStats:
     """Accumulate straightness, curvature and transport cost over one or many solves.
 
@@ -45,8 +52,12 @@ class PathStats:
     def start(self) -> None:
         self._V = self._Q = self._P = self._R = None
 
-    def observer(self, t: float, dt: float, z: torch.Tensor, v: torch.Tensor) -> None:
+    def observer(self, t, dt, z: torch.Tensor, v: torch.Tensor) -> None:
+        """One step: ``t``, ``dt`` floats, or per-row tensors [B] (dopri5 steps each row on
+        its own; dt = 0 for rows that did not step). Tensors longer than ``z`` are cut to its
+        rows, so a caller may pass a leading slice of the batch."""
         v64 = v.double().flatten(1)
+        t, dt = (_per_row(a, v64) for a in (t, dt))
         p = z.double().flatten(1) + (1.0 - t) * v64
         if self._V is None:
             self._V = torch.zeros_like(v64)
@@ -54,9 +65,9 @@ class PathStats:
             self._Q = v64.new_zeros(v64.shape[0])
             self._R = v64.new_zeros(v64.shape[0])
         self._V += dt * v64
-        self._Q += dt * v64.pow(2).sum(1)
+        self._Q += (dt * v64.pow(2)).sum(1)
         self._P += dt * p
-        self._R += dt * p.pow(2).sum(1)
+        self._R += (dt * p.pow(2)).sum(1)
 
     def finish(self, z0: torch.Tensor, z1: torch.Tensor) -> None:
         d = (z1.double() - z0.double()).flatten(1)
