@@ -1,15 +1,18 @@
 """Throughput and memory of `rectflow couple` against the model's own forward speed.
 
 1. Ratio: pairs/s of couple (Euler, N steps, every pair's path metrics on) divided by the raw
-   forward throughput of the same model in ``torch.inference_mode`` over N, measured in the
-   same process (raw forward measured before and after each couple run, averaged; the median
-   of several rounds is reported, by wall time and by this process's CPU time). 1.0 means couple
-   costs nothing beyond the N model calls a pair needs; the target is >= 0.9.
+   forward throughput of the same model in ``torch.inference_mode`` over N, on calls of
+   ``eval_chunk`` rows (what couple passes the model per call), measured in the same
+   process, by wall time and by this process's CPU time. 1.0 means couple costs nothing
+   beyond the N model calls a pair needs; the target is >= 0.9. The forward measurement and
+   the couple run alternate for ``--rounds`` rounds, the order swapped every round; printed:
+   the median ratio with its min-max and interquartile range.
 2. Memory: peak RSS of a fresh process writing 1,000,000 2-D pairs over that of one writing
    100,000 (``resource.getrusage`` in the child); flat streaming keeps it near 1.0 (target
    < 1.5).
 
-    python benchmarks/couple_throughput.py [--n 100000] [--steps 10] [--rounds 3] [--threads 1]
+    OMP_NUM_THREADS=1 python benchmarks/couple_throughput.py [--n 100000] [--steps 10]
+        [--rounds 5] [--threads 1]
 
 The teacher is the default 2-D MLP (what ``rectflow train --data moons`` builds), randomly
 initialised and saved to a temporary checkpoint folder; speed does not depend on the weights.
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from rounds import alternate, spread
 
 from rectflow import checkpoint as ckpt
 from rectflow import stages
@@ -97,7 +101,7 @@ def peak_rss(n: int, threads: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="pairs per throughput round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10, help="Euler steps N")
     ap.add_argument("--batch-size", type=int, default=CoupleConfig.batch_size)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -110,20 +114,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         teacher = make_teacher(Path(tmp) / "teacher")
         cfg = CoupleConfig(n=args.n, solver="euler", steps=args.steps, batch_size=args.batch_size)
-        for r in range(args.rounds):   # interleaved, so a busy machine slows both sides alike
-            before = forward_rates(teacher, args.batch_size)
-            pairs = couple_rates(teacher, Path(tmp) / f"pairs-{r}", cfg)
-            after = forward_rates(teacher, args.batch_size)
-            for i, clock in enumerate(ratios):
-                ideal = (before[i] + after[i]) / 2 / args.steps
-                ratios[clock].append(pairs[i] / ideal)
-                print(f"round {r} {clock:>4}: forward {before[i]:,.0f} / {after[i]:,.0f} rows/s "
-                      f"(batch {args.batch_size}) -> ideal {ideal:,.0f} pairs/s at "
-                      f"{args.steps} Euler steps; couple {pairs[i]:,.0f} pairs/s "
-                      f"(n={args.n:,}); ratio {ratios[clock][-1]:.3f}")
+        runs = iter(range(args.rounds))
+        # couple calls the model on chunks of eval_chunk rows: time the forward at that size
+        results = alternate(lambda: forward_rates(teacher, cfg.eval_chunk),
+                            lambda: couple_rates(teacher, Path(tmp) / f"pairs-{next(runs)}", cfg),
+                            args.rounds)
+    for r, (fwd, pairs) in enumerate(results):
+        for i, clock in enumerate(ratios):
+            ideal = fwd[i] / args.steps
+            ratios[clock].append(pairs[i] / ideal)
+            print(f"round {r} ({'forward first' if r % 2 == 0 else 'couple first'}) {clock:>4}: "
+                  f"forward {fwd[i]:,.0f} rows/s (chunk {cfg.eval_chunk}) -> ideal "
+                  f"{ideal:,.0f} pairs/s at {args.steps} Euler steps; couple {pairs[i]:,.0f} "
+                  f"pairs/s (n={args.n:,}); ratio {ratios[clock][-1]:.3f}")
     for clock, rs in ratios.items():
-        print(f"ratio couple / (forward / N) by {clock} time, median of {args.rounds}: "
-              f"{sorted(rs)[len(rs) // 2]:.3f}   (target >= 0.9)")
+        print(f"ratio couple / (forward / N) by {clock} time: {spread(rs)}   (target >= 0.9)")
     small, large = peak_rss(100_000, args.threads), peak_rss(1_000_000, args.threads)
     print(f"peak RSS: 100,000 pairs {small:.0f} MiB, 1,000,000 pairs {large:.0f} MiB, "
           f"ratio {large / small:.3f}   (target < 1.5)")

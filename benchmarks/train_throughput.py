@@ -3,9 +3,11 @@
 Both train the same MLP (3 hidden layers of 256, SiLU, time embedding) with Adam at batch 2048
 on moons. The bare loop does forward + backward + step on a fixed batch and nothing else;
 rectflow's loop also draws data, noise and t per step, updates the EMA and logs, through
-Accelerate. Printed as samples/s and their ratio (target >= 0.9).
+Accelerate. The two alternate for ``--rounds`` rounds in one process, the order swapped every
+round; printed: each round's samples/s and ratio, then the median ratio with its min-max and
+interquartile range (target >= 0.9).
 
-    python benchmarks/train_throughput.py [--steps 300] [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/train_throughput.py [--steps 300] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import tempfile
 import time
 
 import torch
+from rounds import alternate, spread
 
 from rectflow.couplings import make_source
 from rectflow.data import load_dataset
@@ -59,18 +62,16 @@ def rectflow_loop(steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    bare, ours = [], []
-    for _ in range(args.repeats):   # interleaved, so drift in machine load hits both
-        bare.append(bare_loop(args.steps))
-        ours.append(rectflow_loop(args.steps))
-    b, r = max(bare), max(ours)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{args.steps} timed steps, best of {args.repeats}")
-    print(f"bare loop      {b:12,.0f} samples/s")
-    print(f"rectflow loop  {r:12,.0f} samples/s")
-    print(f"ratio          {r / b:12.3f}   (target >= 0.90)")
+          f"{args.steps} timed steps, {args.rounds} alternating rounds")
+    results = alternate(lambda: bare_loop(args.steps), lambda: rectflow_loop(args.steps),
+                        args.rounds)
+    for r, (b, o) in enumerate(results):
+        print(f"round {r} ({'bare first' if r % 2 == 0 else 'rectflow first'}): bare "
+              f"{b:10,.0f} samples/s, rectflow {o:10,.0f} samples/s, ratio {o / b:.3f}")
+    print(f"ratio rectflow / bare: {spread([o / b for b, o in results])}   (target >= 0.90)")
 
 
 if __name__ == "__main__":

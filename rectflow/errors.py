@@ -95,3 +95,7 @@ class StageInterrupted(Exception):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+class SolverError(UserError, ValueError):
+    """An ODE solve cannot go on or was asked for something impossible: bad tolerances or
+    steps, a state that became NaN/inf, a step size below the floor, too many evaluations."""

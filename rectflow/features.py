@@ -26,7 +26,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .data import load_dataset
-from .errors import DataError
+from .errors import DataError, UserError
 from .seeding import generator
 
 FEATURE_SETS = ("digits", "mnist", "cifar10")
@@ -131,8 +131,9 @@ def _train_classifier(spec: dict, callback) -> tuple[Classifier, dict]:
     hp = TRAIN[name]
     x, y = labelled(spec, "train")
     xt, yt = labelled(spec, "test")
-    torch.manual_seed(SEED)
-    net = Classifier(x.shape[1], width=hp["width"])
+    with torch.random.fork_rng(devices=[]):   # seeded init; the global RNG is left as it was
+        torch.manual_seed(SEED)
+        net = Classifier(x.shape[1], width=hp["width"])
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"])
     steps_per_epoch = -(-len(x) // hp["batch_size"])
     total = hp["epochs"] * steps_per_epoch
@@ -183,30 +184,84 @@ def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | 
 
 
 # ------------------------------------------------------------------------- Fréchet distance
-class Extractor:
-    """Mean and covariance of a feature map over a set of images, in float64."""
+DATA_RANGE = (-1.0, 1.0)   # rectflow's model space for images
+SQRTM_IMAG_TOL = 1e-3      # largest |imaginary part| of sqrt(S_a S_b), relative to its trace
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 256):
-        self.fn, self.batch = fn, batch
+
+class FrechetError(UserError):
+    """The matrix square root of a Fréchet distance is not trustworthy (covariances too
+    singular for the number of samples, or not covariances at all)."""
+
+
+class Extractor:
+    """Mean and covariance of a feature map over a set of images, in float64.
+
+    Images are clamped to ``data_range`` first: generated images may overshoot the data's
+    range, and the feature network has only ever seen the range of the data (real images are
+    unchanged by it). ``data_range=None`` turns the clamp off."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 256,
+                 data_range: tuple[float, float] | None = DATA_RANGE):
+        self.fn, self.batch, self.data_range = fn, batch, data_range
+
+    def features(self, x: torch.Tensor) -> np.ndarray:
+        if self.data_range is not None:
+            x = x.clamp(*self.data_range)
+        with torch.inference_mode():
+            return torch.cat([self.fn(x[i:i + self.batch]).double().flatten(1)
+                              for i in range(0, len(x), self.batch)]).numpy()
 
     def stats(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            f = torch.cat([self.fn(x[i:i + self.batch]).double().flatten(1)
-                           for i in range(0, len(x), self.batch)]).numpy()
+        f = self.features(x)
         return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two fitted Gaussians."""
+def _sqrtm_product(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Real part of (S_a S_b)^(1/2), after checking its imaginary part is negligible."""
     from scipy import linalg
-    (mu1, s1), (mu2, s2) = a, b
     covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():   # near-singular product: regularise, as pytorch-fid
         eps = 1e-6 * np.eye(s1.shape[0])
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
+    if not np.isfinite(covmean).all():
+        raise FrechetError("Fréchet distance: sqrtm(S_a S_b) is not finite even after adding "
+                           "1e-6 I; the feature covariances are degenerate")
+    if np.iscomplexobj(covmean):
+        imag = float(np.abs(covmean.imag).max())
+        scale = max(abs(float(np.trace(covmean.real))), 1e-12)
+        if imag > SQRTM_IMAG_TOL * scale:
+            raise FrechetError(f"Fréchet distance: sqrtm(S_a S_b) has an imaginary part "
+                               f"{imag:.3g} = {imag / scale:.3g} x its trace (limit "
+                               f"{SQRTM_IMAG_TOL:g}); use more samples than feature dimensions")
+    return np.real(covmean)
+
+
+def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two fitted Gaussians.
+    Raises :class:`FrechetError` when the square root's imaginary part is not negligible."""
+    (mu1, s1), (mu2, s2) = a, b
+    covmean = _sqrtm_product(s1, s2)
     return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
                      - 2 * np.trace(covmean), 0.0))
+
+
+def fd_floor(extractor: Extractor, held_out: torch.Tensor, train: torch.Tensor, n: int,
+             seed: int = 0, repeats: int = 1):
+    """The noise floor of the Fréchet distance at ``n`` samples: FD between ``n`` held-out
+    images and ``n`` training images (random subsets drawn from ``generator(seed, ...)``),
+    over ``repeats`` draws, as a :class:`rectflow.metrics.Summary`. A model cannot be told
+    apart from the data at this ``n`` once its FD is within this floor."""
+    from .metrics import summarize
+    if n < 2 or n > min(len(held_out), len(train)):
+        raise UserError(f"the FD floor at n={n} needs 2 <= n <= min(held-out, train) = "
+                        f"{min(len(held_out), len(train))}")
+    vals = []
+    for r in range(repeats):
+        g = generator(seed, "fd-floor", r)
+        a = held_out[torch.randperm(len(held_out), generator=g)[:n]]
+        b = train[torch.randperm(len(train), generator=g)[:n]]
+        vals.append(frechet_distance(extractor.stats(a), extractor.stats(b)))
+    return summarize(vals)
 
 
 def inception(weights: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -12,8 +12,13 @@ predicts from each point of its path, ``z_t + (1 - t) v(z_t, t)``, summed over d
 averaged over trajectories. A straight path predicts the same endpoint everywhere (0).
 
 Transport cost: mean_b ‖z1 - z0‖². OT cost: the same for the optimal assignment of the same
-endpoints (an exact assignment problem on a subsample), so ``transport - ot`` is how far the
-coupling is from optimal.
+endpoints (an exact assignment problem), so ``transport - ot`` is how far the coupling is from
+optimal. :func:`path_report` puts all of these on ONE set of endpoints and states its size.
+
+Publishing numbers: :func:`metric_floor` is the value a metric takes between two draws of the
+data itself at the same n (no model can be told apart from the data below it),
+:func:`summarize` gives mean ± std over K evaluation seeds, and :func:`tie_groups` groups
+models whose differences are within that noise.
 
 All of :class:`PathStats` streams: it is an ``observer`` for :func:`rectflow.solvers.solve`
 that keeps O(batch) running sums in float64, never the trajectory.
@@ -21,10 +26,21 @@ that keeps O(batch) running sums in float64, never the trajectory.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, Union
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+
+from .seeding import generator
+
+
+def _per_row(a, like: torch.Tensor):
+    """A float as it is; a per-row tensor as float64 [n, 1] for the n rows of ``like``."""
+    if not torch.is_tensor(a):
+        return float(a)
+    return a.reshape(-1)[:like.shape[0]].to(like.device, torch.float64)[:, None]
 
 
 class PathStats:
@@ -45,8 +61,12 @@ class PathStats:
     def start(self) -> None:
         self._V = self._Q = self._P = self._R = None
 
-    def observer(self, t: float, dt: float, z: torch.Tensor, v: torch.Tensor) -> None:
+    def observer(self, t, dt, z: torch.Tensor, v: torch.Tensor) -> None:
+        """One step: ``t``, ``dt`` floats, or per-row tensors [B] (dopri5 steps each row on
+        its own; dt = 0 for rows that did not step). Tensors longer than ``z`` are cut to its
+        rows, so a caller may pass a leading slice of the batch."""
         v64 = v.double().flatten(1)
+        t, dt = (_per_row(a, v64) for a in (t, dt))
         p = z.double().flatten(1) + (1.0 - t) * v64
         if self._V is None:
             self._V = torch.zeros_like(v64)
@@ -54,9 +74,9 @@ class PathStats:
             self._Q = v64.new_zeros(v64.shape[0])
             self._R = v64.new_zeros(v64.shape[0])
         self._V += dt * v64
-        self._Q += dt * v64.pow(2).sum(1)
+        self._Q += (dt * v64.pow(2)).sum(1)
         self._P += dt * p
-        self._R += dt * p.pow(2).sum(1)
+        self._R += (dt * p.pow(2)).sum(1)
 
     def finish(self, z0: torch.Tensor, z1: torch.Tensor) -> None:
         d = (z1.double() - z0.double()).flatten(1)
@@ -130,3 +150,122 @@ def mmd(a: torch.Tensor, b: torch.Tensor, bandwidths=MMD_BANDWIDTHS) -> float:
 
     val = k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
     return math.sqrt(max(float(val), 0.0))
+
+
+# ---------------------------------------------------------------- one set for every path figure
+def path_report(stats: PathStats, z0: torch.Tensor, z1: torch.Tensor) -> dict:
+    """Straightness, curvature, transport cost and exact OT cost of ONE set of endpoints.
+
+    ``stats`` must have followed exactly the paths from ``z0`` to ``z1`` (the same rows, in
+    any number of batches), so every figure is on the same ``n`` pairs, stated in the result
+    as ``n``; ``ot_gap = transport_cost - ot_cost`` (>= 0: the identity is one of the
+    assignments the OT problem ranges over). Cap ``n`` by solving the paths of the first rows
+    only: the assignment problem costs O(n^3)."""
+    m = z0.shape[0]
+    if z1.shape[0] != m or int(stats.sums["n"]) != m:
+        raise ValueError(f"path metrics cover {int(stats.sums['n'])} paths but the endpoints "
+                         f"are {m} and {z1.shape[0]} rows; use one set for both")
+    out = stats.result()
+    transport = float((z1.double() - z0.double()).flatten(1).pow(2).sum(1).mean())
+    if not math.isclose(transport, out["transport_cost"], rel_tol=1e-9, abs_tol=1e-12):
+        raise ValueError("the endpoints given are not those the path metrics followed")
+    out["ot_cost"] = ot_cost(z0, z1)
+    out["ot_gap"] = out["transport_cost"] - out["ot_cost"]
+    return out
+
+
+# ------------------------------------------------------------------ noise floors and ties
+@dataclass(frozen=True)
+class Summary:
+    """A figure over K evaluation seeds (or K floor draws): mean ± sample std (ddof = 1)."""
+
+    mean: float
+    std: float
+    k: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4g} ± {self.std:.2g} (K={self.k})"
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "k": self.k}
+
+
+def summarize(values) -> Summary:
+    """Mean ± std of K values (std 0 for K = 1); refuses NaN/inf and empty input."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v).all():
+        raise ValueError(f"summarize needs one or more finite values, got {v.tolist()}")
+    return Summary(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size))
+
+
+Reference = Union[torch.Tensor, Callable[[int, torch.Generator], torch.Tensor]]
+
+
+def metric_floor(reference: Reference, n: int, metric: Callable = w2, seed: int = 0,
+                 repeats: int = 5) -> Summary:
+    """The noise floor of a distribution metric at sample size ``n``: the metric between two
+    independent reference draws of ``n`` points each, over ``repeats`` seeded draws.
+
+    ``reference`` is either a sampler ``(n, generator) -> [n, ...]`` (an infinite target) or
+    a tensor of held-out points, from which two disjoint random subsets are drawn (it needs
+    ``2 n`` rows). A model whose metric is within this floor cannot be told apart from the
+    data at this ``n``."""
+    if n < 2 or repeats < 1:
+        raise ValueError(f"metric_floor needs n >= 2 and repeats >= 1, got n={n}, "
+                         f"repeats={repeats}")
+    if torch.is_tensor(reference) and reference.shape[0] < 2 * n:
+        raise ValueError(f"the floor at n={n} needs {2 * n} held-out points, got "
+                         f"{reference.shape[0]}")
+    vals = []
+    for r in range(repeats):
+        g = generator(seed, "metric-floor", r)
+        if torch.is_tensor(reference):
+            idx = torch.randperm(reference.shape[0], generator=g)
+            a, b = reference[idx[:n]], reference[idx[n:2 * n]]
+        else:
+            a, b = reference(n, g), reference(n, g)
+        vals.append(metric(a, b))
+    return summarize(vals)
+
+
+def tie_groups(results: dict[str, Summary], floor: Summary | float | None = None,
+               z: float = 2.0) -> list[list[str]]:
+    """Group models (lower metric is better) whose differences are within the noise.
+
+    The rule, exactly:
+
+    1. Sort the models by mean (ties in the mean broken by name).
+    2. Noise of a comparison a vs b: ``z * max(sqrt(s_a² + s_b²), s_floor)``, with s_a, s_b
+       the std over evaluation seeds and s_floor the std of the floor (0 when the floor is a
+       float or None).
+    3. Floor group: every model with ``mean <= floor_mean + z * max(s_model, s_floor)`` is
+       indistinguishable from the reference data; they form the first group together.
+    4. The rest, in order: a model joins the current group when its mean exceeds that of the
+       group's FIRST (best) member by less than their comparison noise (step 2); otherwise it
+       starts a new group. Anchoring at the first member keeps a chain of small steps from
+       tying models that differ by much.
+
+    Returns the groups best first, each in order of mean. Models in one group are ties."""
+    if floor is None:
+        f_mean, f_std = None, 0.0
+    elif isinstance(floor, Summary):
+        f_mean, f_std = floor.mean, floor.std
+    else:
+        f_mean, f_std = float(floor), 0.0
+    order = sorted(results, key=lambda k: (results[k].mean, k))
+    groups: list[list[str]] = []
+    if f_mean is not None:
+        at_floor = [k for k in order if results[k].mean <= f_mean + z * max(results[k].std, f_std)]
+        if at_floor:
+            groups.append(at_floor)
+        order = [k for k in order if k not in at_floor]
+    lead = None
+    for k in order:
+        if lead is not None:
+            a, b = results[lead], results[k]
+            if b.mean - a.mean < z * max(math.hypot(a.std, b.std), f_std):
+                groups[-1].append(k)
+                continue
+        groups.append([k])
+        lead = k
+    return groups

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import CheckpointError
+from .embedding import DEFAULT_TIME_SCALE
 from .mlp import MLP
 
 MODEL_TYPES = ("mlp", "unet")
@@ -59,7 +60,7 @@ def default_model_config(shape: tuple[int, ...], **overrides) -> dict:
     """A sensible model for data of this shape: an MLP for vectors, a U-Net for images."""
     if len(shape) == 1:
         cfg = {"type": "mlp", "dim": shape[0], "hidden": 256, "depth": 3, "time_embed": 32,
-               "act": "silu"}
+               "act": "silu", "time_scale": DEFAULT_TIME_SCALE}
     elif len(shape) == 3:
         c, h, w = shape
         if h != w:
@@ -67,7 +68,8 @@ def default_model_config(shape: tuple[int, ...], **overrides) -> dict:
         mults = [1, 2] if h <= 16 else [1, 2, 2]
         cfg = {"type": "unet", "channels": c, "resolution": h, "width": 32 if h <= 16 else 64,
                "mults": mults, "num_res_blocks": 1 if h <= 16 else 2,
-               "attn_resolutions": [] if h <= 16 else [h // 4], "dropout": 0.0}
+               "attn_resolutions": [] if h <= 16 else [h // 4], "dropout": 0.0,
+               "time_scale": DEFAULT_TIME_SCALE}
     else:
         raise CheckpointError(f"no default model for data of shape {list(shape)}")
     cfg.update({k: v for k, v in overrides.items() if v is not None})

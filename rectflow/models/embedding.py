@@ -1,4 +1,16 @@
-"""Sinusoidal embedding of the time t in [0, 1], shared by every model."""
+"""Sinusoidal embedding of the time t in [0, 1], shared by every model.
+
+The features are ``sin(s·t·f_k)`` and ``cos(s·t·f_k)`` with ``f_k = P^(-k/half)``, k = 0 ..
+half-1: angular frequencies from ``s`` (``time_scale``) down to ``s / P`` (``max_period``).
+The highest frequency bounds how fast v(x, t) can vary in t: DDPM's ``s = 1000`` (made for
+1000 integer timesteps) puts a period of 2π/1000 ≈ 0.006 into the time features, so a trained
+v is jagged in t and an adaptive solver takes many more steps than the paths need.
+
+``LEGACY_TIME_SCALE`` is what every model used before the scale was a config field; a model
+config without ``time_scale`` rebuilds with it, so old checkpoints load unchanged.
+``DEFAULT_TIME_SCALE`` is what new configs record: with it the fastest feature, sin(t),
+varies no faster in t than the paths do.
+"""
 from __future__ import annotations
 
 import math
@@ -6,21 +18,27 @@ import math
 import torch
 from torch import nn
 
+LEGACY_TIME_SCALE = 1000.0
+DEFAULT_TIME_SCALE = 1.0
+MAX_PERIOD = 10000.0
+
 
 class TimeEmbedding(nn.Module):
-    """Maps t of shape [B] to [B, dim] features: sin/cos at log-spaced frequencies.
+    """Maps t of shape [B] to [B, dim] features: sin/cos at log-spaced frequencies."""
 
-    t is scaled by 1000 first so the low frequencies still resolve small differences in t.
-    """
-
-    def __init__(self, dim: int, max_period: float = 10000.0):
+    def __init__(self, dim: int, max_period: float = MAX_PERIOD,
+                 time_scale: float = LEGACY_TIME_SCALE):
         super().__init__()
         if dim % 2:
             raise ValueError("time embedding dim must be even")
+        for name, v in (("time_scale", time_scale), ("max_period", max_period)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         half = dim // 2
         freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.time_scale = float(time_scale)
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        args = 1000.0 * t.float()[:, None] * self.freqs[None, :]
+        args = self.time_scale * t.float()[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import TimeEmbedding
+from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, TimeEmbedding
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -79,13 +79,15 @@ class UNet(nn.Module):
     """v(x, t) for images x of shape [B, channels, resolution, resolution] and t of shape [B].
 
     Level i has ``width * mults[i]`` channels and resolution ``resolution / 2**i``. All
-    arguments are plain JSON values so the model can be rebuilt with ``UNet(**config)``.
+    arguments are plain JSON values so the model can be rebuilt with ``UNet(**config)``;
+    ``time_scale``/``max_period`` default to the legacy time features (see ``embedding``).
     """
 
     def __init__(self, channels: int, resolution: int, width: int = 32,
                  mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] | list[int] = (), dropout: float = 0.0,
-                 time_embed: int = 64):
+                 time_embed: int = 64, time_scale: float = LEGACY_TIME_SCALE,
+                 max_period: float = MAX_PERIOD):
         super().__init__()
         levels = len(mults)
         if levels == 0:
@@ -103,7 +105,7 @@ class UNet(nn.Module):
         attn = set(attn_resolutions)
         emb = 4 * width
 
-        self.embed = TimeEmbedding(time_embed)
+        self.embed = TimeEmbedding(time_embed, max_period, time_scale)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.stem = nn.Conv2d(channels, width, 3, padding=1)
 
