@@ -60,7 +60,7 @@ def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
         if not paths:
             raise UserError(f"{run} holds no checkpoint folders (with config.json)")
     cks = [(p, Checkpoint(p).card) for p in paths]
-    cks.sort(key=lambda pc: (pc[1].round, STAGE_ORDER[pc[1].stage]))
+    cks.sort(key=_order)
     first = cks[0][1]
     for p, card in cks[1:]:
         if card.data != first.data or card.shape != first.shape:
@@ -68,6 +68,14 @@ def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
                             f"{cks[0][0]} on {first.data.get('name')} {first.shape}; "
                             "compare checkpoints of one dataset")
     return [p for p, _ in cks]
+
+
+def _order(path_card) -> tuple:
+    """Rounds in order; a distilled student right after the model it starts from."""
+    card = path_card[1]
+    init = int((card.parent or {}).get("init_round", card.round))
+    return (max(card.round, init) if card.stage == "distill" else card.round,
+            STAGE_ORDER[card.stage])
 
 
 def _stage(folder: Path) -> str | None:
