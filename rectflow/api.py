@@ -162,7 +162,7 @@ def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
             callback: Callback | None = None, **options) -> dict:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
-    from .compare import compare as run_compare
+    from .comparison import compare as run_compare
     cfg = resolve(EvalConfig, options)
     return run_compare([_path_of(f) for f in flows], out, cfg,
                        callback=callback or log_progress)

@@ -71,7 +71,7 @@ def test_own_module_through_every_stage(tmp_path):
 def test_resume_keeps_the_saved_settings_unless_given(tmp_path, cli):
     out = tmp_path / "rf1"
     code, _, err = cli("train", "--data", "moons", "--out", out, "--train-steps", 20,
-                       "--batch-size", 128, "--log-every", 4, "--save-every", 10, "--no-eval")
+                       "--batch-size", 128, "--log-every", 4, "--save-every", 20, "--no-eval")
     assert code == 0, err
     code, _, err = cli("train", "--out", out, "--resume", "--no-eval")   # nothing re-given
     assert code == 0, err

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from rectflow import report, stages
-from rectflow.compare import compare, find_checkpoints
+from rectflow.comparison import compare, find_checkpoints
 from rectflow.errors import UserError
 from rectflow.evaluation import EvalConfig
 from rectflow.pairgen import CoupleConfig
