@@ -118,6 +118,13 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
     return cfg
 
 
+def batch_bytes(rows: int, shape) -> int:
+    """A coarse lower bound of the memory one training micro-batch needs: pairs, interpolant,
+    prediction, target and their gradients, in float32 (the network's activations come on
+    top). Enough to refuse a size that can never fit, before anything is allocated."""
+    return 8 * rows * math.prod(shape) * 4
+
+
 def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
     """Initial weights from the run's seed alone; the global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -181,6 +188,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
                        normalization=dataset.normalization.to_json())
+    io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
+                  f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     source = make_source(dataset, card.coupling, cfg.seed)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
@@ -294,6 +303,10 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     weights = teacher.weights_path(cfg.use_ema)
     out = Path(out)
     plan = make_plan(cfg, ckpt.sha256_file(weights))
+    shard = min(cfg.shard_size, cfg.n) * math.prod(teacher.shape) * 4
+    io.check_fits(3 * shard + 4 * cfg.batch_size * math.prod(teacher.shape) * 4,
+                  f"coupling with shard_size {min(cfg.shard_size, cfg.n)} and batch_size "
+                  f"{cfg.batch_size}")
     acc = make_accelerator()
     check_output(out, "pairs", [teacher.path], overwrite, resume=not overwrite and out.is_dir())
     state = "new" if overwrite else check_plan(out, plan)
