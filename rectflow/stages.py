@@ -109,7 +109,8 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
                        where=("options", "saved run", "config file"))
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss")
+    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
+                         "pair_drop")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
