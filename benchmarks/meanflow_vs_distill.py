@@ -45,7 +45,7 @@ from pathlib import Path
 
 from rectflow import presets, stages
 from rectflow.checkpoint import Checkpoint
-from rectflow.compare import compare, table
+from rectflow.comparison import compare, table
 from rectflow.report import markdown_table
 
 
