@@ -26,7 +26,7 @@ from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
 from .errors import CheckpointError, OptionError, StageInterrupted, UserError
 from .evaluation import noise, stage_report
-from .models import build_model, custom_config, default_model_config
+from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
@@ -109,7 +109,8 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
                        where=("options", "saved run", "config file"))
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss")
+    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
+                         "pair_drop")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
@@ -175,6 +176,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     else:
         cfg = train_config("train", _given(options), file_options,
                            where=("options", "config file"))
+        if cfg.pair_drop > 0:
+            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         if coupling not in COUPLINGS:
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels)
@@ -182,12 +185,14 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, **(model or {}))
+            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}))
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
-                       normalization=dataset.normalization.to_json())
+                       normalization=dataset.normalization.to_json(),
+                       sample={"solver": "euler",
+                               "steps": 1 if cfg.objective == "meanflow" else 100})
     io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
                   f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     source = make_source(dataset, card.coupling, cfg.seed)
@@ -221,7 +226,8 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
         net = module if module is not None else build_model(card.model)
-        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed)
+        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed,
+                             drop=cfg.pair_drop)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
     cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
@@ -232,11 +238,12 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
     if tuple(teacher.shape) != tuple(pd.shape):
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
-    net = teacher.load_model(ema=init_ema, module=module)
     tc = teacher.card
+    net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
+                                   lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
     card = RunCard(
-        stage=stage, data=tc.data, shape=list(pd.shape), model=tc.model, train=cfg.to_json(),
+        stage=stage, data=tc.data, shape=list(pd.shape), model=model_cfg, train=cfg.to_json(),
         seed=cfg.seed, round=pairs_round + 1 if stage == "reflow" else pairs_round,
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
@@ -245,8 +252,11 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra)
-    source = StoredPairs(pd, cfg.seed)
+        sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
+        heldout=tc.heldout, **extra)
+    source = StoredPairs(pd, cfg.seed, drop=cfg.pair_drop)
+    if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
+        card.parent["pair_filter"] = source.filter
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
                       evaluate, eval_n)
 
