@@ -20,11 +20,12 @@ import torch
 
 from . import checkpoint as ckpt
 from . import io
+from .io.stage import check_output, write_stage, writable_file
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS, make_source
 from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
-from .errors import CheckpointError, OptionError, StageInterrupted, UserError
+from .errors import CheckpointError, OptionError, UserError
 from .evaluation import noise, stage_report
 from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
@@ -38,47 +39,6 @@ from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
 Options = TrainConfig | dict | None
-
-
-# ---------------------------------------------------------------------------- output folders
-def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
-                 resume: bool = False) -> Path:
-    """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
-    touches nothing, so a refused run leaves earlier output as it was."""
-    return io.check_output(out, inputs=[p for p in inputs if p is not None],
-                           overwrite=overwrite, kind=kind, resume=resume)
-
-
-def writable_file(path: Path) -> None:
-    """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
-    parent = Path(os.path.abspath(path)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {path}: {parent} is not writable")
-
-
-def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
-    """``run(folder)`` with ``out`` locked against other writers. With ``overwrite`` the new
-    run is written beside the old one and swapped in when it completes (or when it is
-    interrupted, so it can be resumed); until then the old run is intact."""
-    main = acc.is_main_process
-    with io.FolderLock(out, is_main=main):
-        if overwrite and not resume:
-            if not main:
-                acc.wait_for_everyone()
-                return run(io.sibling(out, "new"))
-            with io.staged_output(out, kind, overwrite=True,
-                                  commit_on=(StageInterrupted,)) as work:
-                acc.wait_for_everyone()
-                result = run(work)
-            return result
-        if main:
-            io.ensure_output(out, kind, resume=resume)
-        acc.wait_for_everyone()
-        return run(out)
 
 
 def _rel(target: Path, start: Path) -> str:
