@@ -227,7 +227,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     if adaptive:
         sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
         reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
-                     "nfe": sol.nfe, **scorer(sol.x)}
+                     "nfe": sol.nfe, "nfe_max": getattr(sol, "nfe_max", sol.nfe), **scorer(sol.x)}
         done += 1
         emit({"event": "progress", "done": done, "info": "dopri5 reference"})
     # a distilled student's path is its own k-step Euler path, not a fine grid
