@@ -32,8 +32,9 @@ from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .report import save_samples_picture
-from .seeding import derive_seed
+from .seeding import derive_seed, generator
 from .solvers import solve
+from .sources import Source, card_source, data_ot
 from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
@@ -109,7 +110,8 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
                        where=("options", "saved run", "config file"))
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss")
+    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
+                         "source")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
@@ -181,7 +183,12 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
                        normalization=dataset.normalization.to_json())
-    source = make_source(dataset, card.coupling, cfg.seed)
+        if cfg.source is not None:   # data-to-data: x0 from a data set of the same shape
+            card.source = card_source(cfg.source, dataset.shape, data, root=data_root,
+                                      download=download, resolution=resolution,
+                                      channels=channels)
+    x0s = Source(card.source, tuple(card.shape)) if card.source else None
+    source = make_source(dataset, card.coupling, cfg.seed, x0s)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
 
@@ -225,6 +232,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                               f"{init_path} is a model of shape {list(teacher.shape)}")
     net = teacher.load_model(ema=init_ema, module=module)
     tc = teacher.card
+    cfg = _teacher_source(cfg, tc)
     pairs_round = int(pd.manifest.teacher.get("round", 1))
     card = RunCard(
         stage=stage, data=tc.data, shape=list(pd.shape), model=tc.model, train=cfg.to_json(),
@@ -236,10 +244,20 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra)
+        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout,
+        source=tc.source, **extra)
     source = StoredPairs(pd, cfg.seed)
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
                       evaluate, eval_n)
+
+
+def _teacher_source(cfg: TrainConfig, teacher: RunCard) -> TrainConfig:
+    """Reflow and distill transport between the teacher's source and data."""
+    theirs = teacher.train.get("source")
+    if cfg.source is not None and cfg.source != theirs:
+        raise UserError(f"source {cfg.source} differs from the teacher's ({theirs or 'N(0, I)'}"
+                        "); reflow and distill keep the source of their pairs")
+    return cfg.replace(source=theirs)
 
 
 def reflow(pairs: str | Path, out: str | Path, *, init: str | Path | None = None,
@@ -304,10 +322,11 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         return PairsManifest.read(out) if acc.is_main_process else None
     net = teacher.velocity(ema=cfg.use_ema, device=acc.device, module=model)
     tc = teacher.card
+    x0s = Source(tc.source, teacher.shape) if tc.source else None
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
                               "stage": tc.stage, "round": tc.round},
-                  "data": tc.data, "seed": cfg.seed,
+                  "data": tc.data, "seed": cfg.seed, "source": tc.source,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
                                 if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
@@ -319,7 +338,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         acc.wait_for_everyone()
         prov = {**provenance, "teacher": {**provenance["teacher"],
                                           "path": _rel(teacher.path, out)}}
-        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc)
+        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc, source=x0s,
+                           data_metrics=lambda x0: data_ot(tc, x0, cfg.seed, cfg.ot_subsample))
 
     return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
 
@@ -330,9 +350,12 @@ MAX_SAMPLE_BYTES_FRACTION = 0.5
 
 def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
                   solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
-                  atol: float = 1e-5, device: str | torch.device = "cpu"):
-    """``n`` samples in model space and the solver's Solution (for its NFE)."""
-    x0 = noise(n, shape, seed, "sample-noise").to(device)
+                  atol: float = 1e-5, device: str | torch.device = "cpu",
+                  source: dict | None = None):
+    """``n`` samples in model space and the solver's Solution (for its NFE); from the run
+    card's ``source`` (training split) when it has one, else from noise."""
+    x0 = (noise(n, shape, seed, "sample-noise") if source is None else
+          Source(source, shape).draw(n, generator(seed, "sample-noise"))).to(device)
     with torch.no_grad():
         return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
@@ -365,7 +388,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     net = ck.velocity(ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                        atol=atol)
+                        atol=atol, source=ck.card.source)
     is_image = len(ck.shape) == 3
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))
