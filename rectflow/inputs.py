@@ -134,15 +134,8 @@ def write_npy(path: Path, x: torch.Tensor) -> None:
 
 def refuse_inputs(out: Path, inputs: list) -> None:
     """``out`` is not an input, does not lie inside one and does not contain one."""
-    real = Path(out).resolve()
-    for given in inputs:
-        inp = Path(given).resolve()
-        if real == inp:
-            raise UserError(f"out {out} is the input {given}; write elsewhere")
-        if real.is_relative_to(inp):
-            raise UserError(f"out {out} lies inside the input {given}; write elsewhere")
-        if inp.is_relative_to(real):
-            raise UserError(f"out {out} contains the input {given}; write elsewhere")
+    from .io.folders import _real, _refuse_inputs
+    _refuse_inputs(Path(out), _real(Path(out)), inputs)
 
 
 def check_file_output(out: Path, inputs: list, overwrite: bool) -> None:
