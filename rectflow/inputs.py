@@ -146,5 +146,5 @@ def check_file_output(out: Path, inputs: list, overwrite: bool) -> None:
         raise UserError(f"{out} is a folder or a link; name a file")
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; pass overwrite to replace it")
-    from .stages import writable_file
+    from .io.stage import writable_file
     writable_file(out)

@@ -138,3 +138,13 @@ def data_ot(card, x0: torch.Tensor, seed: int, m: int) -> dict:
         k = min(m, x0.shape[0])
         x1 = target.sample(k, g)
     return {"data_ot_cost": ot_cost(x0[:k].float().cpu(), x1.float()), "data_ot_n": int(k)}
+
+
+def teacher_source(cfg, teacher):
+    """Reflow and distill transport between the teacher's source and data: ``cfg`` (a
+    TrainConfig) with the teacher's ``source``; a different one is refused."""
+    theirs = teacher.train.get("source")
+    if cfg.source is not None and cfg.source != theirs:
+        raise UserError(f"source {cfg.source} differs from the teacher's ({theirs or 'N(0, I)'}"
+                        "); reflow and distill keep the source of their pairs")
+    return cfg.replace(source=theirs)
