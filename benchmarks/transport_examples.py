@@ -33,10 +33,10 @@ SETUPS = {
                   train=dict(steps=3000, batch_size=1024, lr=1e-3, save_every=3000),
                   reflow=dict(steps=2000, batch_size=1024, save_every=2000),
                   pairs=20_000, rounds=3),
-    "digits": dict(source="digits:3", data="digits:8", model=None,
-                   train=dict(steps=2000, batch_size=128, lr=1e-3, save_every=2000),
-                   reflow=dict(steps=1500, batch_size=128, save_every=1500),
-                   pairs=4096, rounds=2),
+    "digits": dict(source="digits:3", data="digits:8", model={"width": 16},
+                   train=dict(steps=1000, batch_size=64, lr=2e-3, save_every=1000),
+                   reflow=dict(steps=600, batch_size=64, save_every=600),
+                   pairs=2048, rounds=2),
 }
 
 
