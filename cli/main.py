@@ -15,6 +15,7 @@ from .reflow import distill, reflow
 from .run import run as run_pipeline
 from .sample import sample
 from .train import train
+from .transport import interpolate, invert, translate
 
 app = typer.Typer(
     name="rectflow",
@@ -34,7 +35,8 @@ def _version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False):
     """Rectified flows, reflow and distillation: train -> couple -> reflow -> distill."""
-for fn in (train, sample, couple, reflow, distill, compare, animate):
+for fn in (train, sample, couple, reflow, distill, compare, animate, invert, translate,
+           interpolate):
     app.command()(fn)
 app.command(name="eval")(evaluate)
 app.command(name="run")(run_pipeline)

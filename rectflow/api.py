@@ -73,8 +73,8 @@ class Flow:
         space. ``steps`` defaults to what the model is for (1 for a one-step student)."""
         steps = int(steps if steps is not None else self.card.sample["steps"])
         sol = stages.sample_tensor(self.objective.velocity(self.model), self.shape, n,
-                                   steps=steps, solver=solver,
-                                   seed=seed, **solver_kw)
+                                   steps=steps, solver=solver, seed=seed,
+                                   source=self.card.source, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
 

@@ -26,11 +26,12 @@ from . import io, report
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .errors import UserError
-from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint, noise,
+from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint,
                          reference_data)
 from .options import EvalConfig
 from .records import Comparison, EvalReport
 from .solvers import solve
+from .sources import initial_points
 from .stages import lineage
 
 Callback = Callable[[dict], None]
@@ -98,7 +99,7 @@ def flow_panels(paths: list[Path], labels: list[str], n: int, seed: int,
     for path, label in zip(paths, labels):
         ck = Checkpoint(path)
         k = min(steps, int(ck.card.sample["steps"]))
-        x0 = noise(n, ck.shape, seed, "compare-trajectories")
+        x0 = initial_points(ck.card, n, seed, "compare-trajectories")
         sol = solve(ck.velocity(), x0, method="euler", steps=k, record=True)
         panels.append((f"{label} ({k} step{'s' if k > 1 else ''})", sol.trajectory))
     return panels
@@ -266,7 +267,8 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
             cells = []
             for p, lab in zip(paths, labels):
                 ck = Checkpoint(p)
-                model, x0 = ck.velocity(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
+                model, x0 = ck.velocity(), initial_points(ck.card, GRID_IMAGES, cfg.seed,
+                                                          "compare-grid")
                 cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
             return report.save_sample_grids(cells, path)
         out["samples.png"] = grids

@@ -27,6 +27,7 @@ from .options import EvalConfig
 from .records import EvalReport, sha256_file
 from .seeding import generator
 from .solvers import solve
+from .sources import data_ot, initial_points
 
 METRIC_NOTES = {
     "w2": "exact 2-Wasserstein distance between m samples and m held-out data points: the "
@@ -210,7 +211,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     for s in seeds:
         sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
                                                  reference_data(dataset, cfg.n, s), cfg, fdir)
-        x0 = noise(cfg.n, ck.shape, s).to(device)
+        x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
         run = {}
         for k in cfg.steps:
             sol = solve(net, x0, method=cfg.solver, steps=k)
@@ -222,7 +223,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         done += 1
         emit({"event": "progress", "done": done, "info": f"seed {s}: noise floor"})
     q = {k: _summarise([r[k] for r in runs]) for k in runs[0]}
-    x0 = noise(cfg.n, ck.shape, cfg.seed).to(device)
+    x0 = initial_points(ck.card, cfg.n, cfg.seed, "eval-noise").to(device)
     reference = None
     if adaptive:
         sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
@@ -234,6 +235,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     grid = own_steps if distilled else cfg.path_steps
     path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample)
     path["grid"] = "the student's own steps" if distilled else "fine Euler grid"
+    path.update(data_ot(ck.card, x0, cfg.seed, cfg.ot_subsample))
     emit({"event": "progress", "done": total, "info": "path metrics"})
     report = EvalReport(
         checkpoint=str(ck.path), stage=ck.card.stage, round=ck.card.round, args=args,

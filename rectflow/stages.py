@@ -33,8 +33,9 @@ from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .report import save_samples_picture
-from .seeding import derive_seed
+from .seeding import derive_seed, generator
 from .solvers import solve
+from .sources import Source, card_source, data_ot, teacher_source
 from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
@@ -70,7 +71,7 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
     fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
-                         "pair_drop")
+                         "pair_drop", "source")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
@@ -153,9 +154,14 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
                        normalization=dataset.normalization.to_json(),
                        sample={"solver": "euler",
                                "steps": 1 if cfg.objective == "meanflow" else 100})
+        if cfg.source is not None:   # data-to-data: x0 from a data set of the same shape
+            card.source = card_source(cfg.source, dataset.shape, data, root=data_root,
+                                      download=download, resolution=resolution,
+                                      channels=channels)
     io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
                   f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
-    source = make_source(dataset, card.coupling, cfg.seed)
+    x0s = Source(card.source, tuple(card.shape)) if card.source else None
+    source = make_source(dataset, card.coupling, cfg.seed, x0s)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
 
@@ -199,6 +205,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
     tc = teacher.card
+    cfg = teacher_source(cfg, tc)
     net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
                                    lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
@@ -213,7 +220,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
         sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
-        heldout=tc.heldout, **extra)
+        heldout=tc.heldout, source=tc.source, **extra)
     source = StoredPairs(pd, cfg.seed, drop=cfg.pair_drop)
     if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
         card.parent["pair_filter"] = source.filter
@@ -287,10 +294,11 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         return PairsManifest.read(out) if acc.is_main_process else None
     net = teacher.velocity(ema=cfg.use_ema, device=acc.device, module=model)
     tc = teacher.card
+    x0s = Source(tc.source, teacher.shape) if tc.source else None
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
                               "stage": tc.stage, "round": tc.round},
-                  "data": tc.data, "seed": cfg.seed,
+                  "data": tc.data, "seed": cfg.seed, "source": tc.source,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
                                 if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
@@ -302,7 +310,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         acc.wait_for_everyone()
         prov = {**provenance, "teacher": {**provenance["teacher"],
                                           "path": _rel(teacher.path, out)}}
-        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc)
+        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc, source=x0s,
+                           data_metrics=lambda x0: data_ot(tc, x0, cfg.seed, cfg.ot_subsample))
 
     return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
 
@@ -313,9 +322,12 @@ MAX_SAMPLE_BYTES_FRACTION = 0.5
 
 def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
                   solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
-                  atol: float = 1e-5, device: str | torch.device = "cpu"):
-    """``n`` samples in model space and the solver's Solution (for its NFE)."""
-    x0 = noise(n, shape, seed, "sample-noise").to(device)
+                  atol: float = 1e-5, device: str | torch.device = "cpu",
+                  source: dict | None = None):
+    """``n`` samples in model space and the solver's Solution (for its NFE); from the run
+    card's ``source`` (training split) when it has one, else from noise."""
+    x0 = (noise(n, shape, seed, "sample-noise") if source is None else
+          Source(source, shape).draw(n, generator(seed, "sample-noise"))).to(device)
     with torch.no_grad():
         return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
@@ -348,7 +360,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     net = ck.velocity(ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                        atol=atol)
+                        atol=atol, source=ck.card.source)
     is_image = len(ck.shape) == 3
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))

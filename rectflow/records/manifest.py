@@ -65,6 +65,7 @@ class PairsManifest(Record):
     nfe: float                       # mean function evaluations per pair
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    source: dict | None = None       # the teacher's card.source; None: N(0, I) noise
 
     @classmethod
     def from_json(cls, d: dict, version: int) -> "PairsManifest":
