@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 
 from .errors import PlanMismatch, UserError
+from .io import graceful_interrupts
 from .metrics import PathStats, ot_cost
 from .options import CoupleConfig
 from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
@@ -121,11 +122,11 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         done += k
         emit({"event": "progress", "done": min(cfg.n, done * world)})
 
-    for s in mine:
+    def one_shard(s: int) -> None:
         lo, hi = s * cfg.shard_size, min((s + 1) * cfg.shard_size, cfg.n)
         if _shard_done(out, s) is not None:
             progress(hi - lo)
-            continue
+            return
         t0 = time.perf_counter()
         stats = PathStats(math.prod(shape))
         x0 = block_noise(lo, hi, shape, cfg.seed) if source is None else \
@@ -138,6 +139,11 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
             "nfe": nfe, "stats": stats.state(), "process": acc.process_index,
             "seconds": time.perf_counter() - t0})
         emit({"event": "shard", "shard": s})
+
+    with graceful_interrupts() as stop:   # Ctrl-C/SIGTERM: stop between shards, keep them
+        for s in mine:
+            stop.check()
+            one_shard(s)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return None
