@@ -32,7 +32,7 @@ from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .report import save_samples_picture
-from .seeding import derive_seed
+from .seeding import derive_seed, generator
 from .solvers import solve
 from .training import check_run, fit, make_accelerator
 
@@ -232,6 +232,8 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
                 "init_round": int(tc.round), "init_stage": tc.stage,
+                "init_objective": (tc.objective or {}).get("name", "flow"),
+                "teacher_objective": pd.manifest.teacher.get("objective", "flow"),
                 "pairs_round": pairs_round,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
@@ -306,7 +308,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     tc = teacher.card
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
-                              "stage": tc.stage, "round": tc.round},
+                              "stage": tc.stage, "round": tc.round,
+                              "objective": (tc.objective or {}).get("name", "flow")},
                   "data": tc.data, "seed": cfg.seed,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
@@ -337,15 +340,34 @@ def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
         return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
 
+SAMPLERS = ("ode", "ancestral")
+
+
+def ancestral_tensor(objective, net: torch.nn.Module, shape: tuple[int, ...], n: int, *,
+                     steps: int, seed: int = 0, where: str = "this model",
+                     device: str | torch.device = "cpu"):
+    """``n`` samples of a diffusion model by its stochastic (ancestral) sampler, from the same
+    seeded noise as the ODE; the sampler's draws come from their own generator of ``seed``."""
+    from .objectives import Diffusion
+    if not isinstance(objective, Diffusion):
+        raise UserError(f"the ancestral sampler needs a diffusion model; {where} was trained "
+                        f"with objective {objective.name!r} (use the ODE sampler)")
+    x0 = noise(n, shape, seed, "sample-noise").to(device)
+    return objective.ancestral_solve(net, x0, steps, generator(seed, "sample-ancestral"))
+
+
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
            solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
            atol: float = 1e-5, overwrite: bool = False,
-           model: torch.nn.Module | None = None) -> dict:
+           model: torch.nn.Module | None = None, sampler: str = "ode") -> dict:
     """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
-    range), and a picture beside it."""
+    range), and a picture beside it. ``sampler="ancestral"`` (diffusion models only) draws
+    them with DDPM's stochastic sampler on ``steps`` steps instead of solving the ODE."""
     opts = table_of(COUPLE)
     n = opts["n"].check(n)
     solver = opts["solver"].check(solver)
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     ck = Checkpoint(ckpt_dir)
     steps = opts["steps"].check(int(steps if steps is not None else ck.card.sample["steps"]))
     rtol, atol = opts["rtol"].check(rtol), opts["atol"].check(atol)
@@ -363,9 +385,13 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
             raise UserError(f"{p} is a folder or a link; name a file")
     writable_file(out)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
-    net = ck.velocity(ema=use_ema, module=model)
-    sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                        atol=atol)
+    if sampler == "ancestral":
+        sol = ancestral_tensor(ck.objective(), ck.load_model(ema=use_ema, module=model),
+                               ck.shape, n, steps=steps, seed=seed, where=str(ck.path))
+        solver = "ancestral"
+    else:
+        sol = sample_tensor(ck.velocity(ema=use_ema, module=model), ck.shape, n, steps=steps,
+                            solver=solver, seed=seed, rtol=rtol, atol=atol)
     is_image = len(ck.shape) == 3
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))
@@ -379,7 +405,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     pic = save_samples_picture(x if is_image else raw, picture, is_image,
                                title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE")
     return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
-            "steps": steps, "shape": list(raw.shape)}
+            "steps": steps, "shape": list(raw.shape), "sampler": solver}
 
 
 # ------------------------------------------------------------------------------------ lineage
@@ -389,7 +415,8 @@ def lineage(ckpt_dir: str | Path) -> list[dict]:
     while path is not None and path not in seen:
         seen.add(path)
         card = Checkpoint(path).card
-        chain.append({"path": str(path), "stage": card.stage, "round": card.round})
+        chain.append({"path": str(path), "stage": card.stage, "round": card.round,
+                      "objective": (card.objective or {}).get("name", "flow")})
         parent = card.parent or {}
         nxt = parent.get("init") if card.stage == "distill" else \
             parent.get("teacher") or (parent.get("init") if card.stage != "train" else None)
