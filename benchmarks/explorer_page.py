@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rectflow.explore import explore
 
+
 def screenshot(page: Path, png: Path, view: str, size: str) -> None:
     chrome = shutil.which("chromium") or shutil.which("google-chrome")
     if chrome is None:
