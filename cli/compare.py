@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import compare as cmp
+from rectflow import comparison as cmp
 from rectflow.options import EvalConfig, resolve
 
 from .eval import FeaturesDir, evaluation_options
@@ -29,10 +29,12 @@ def compare_tables(result: dict) -> list[Table]:
     """The comparison as two narrow tables (paths, then quality) that fit a terminal."""
     headers, rows = cmp.table(result)
     split = headers.index("OT cost") + 1
-    keep = [i for i in range(split) if headers[i] != "S/D"]   # S/D stays in compare.md
+    keep = [i for i in range(split) if headers[i] not in ("S/D", "stage")]   # in compare.md
     name = result["data"].get("name")
-    return [_rich(f"{name}: paths (straightness falls across reflow rounds)",
-                  [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]),
+    models = [r for r in rows if r[1] != "data"]   # the noise floor has no paths
+    return [_rich(f"{name}: paths on {result['rows'][0].get('n_paths')} source points "
+                  "(a distilled student: its own k-step path)",
+                  [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
             _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
                   f"held-out points, mean ± std over {len(result.get('seeds') or [0])} seed(s); "
                   "* best, ~ tied with it within the noise",

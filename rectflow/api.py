@@ -25,7 +25,7 @@ import torch
 from . import stages
 from .checkpoint import Checkpoint
 from .data import Normalization
-from .errors import UserError
+from .objectives.diffusion import ancestral_samples, check_sampler
 from .options import CoupleConfig, EvalConfig, resolve
 from .records import EvalReport, PairsManifest, RunCard
 
@@ -76,14 +76,12 @@ class Flow:
         ``sampler="ancestral"`` (diffusion models) uses DDPM's stochastic sampler, seeded by
         ``seed``, instead of the ODE."""
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        if sampler == "ancestral":
-            sol = stages.ancestral_tensor(self.objective, self.model, self.shape, n,
-                                          steps=steps, seed=seed, where=str(self.path))
-        elif sampler == "ode":
-            sol = stages.sample_tensor(self.velocity, self.shape, n, steps=steps, solver=solver,
-                                       seed=seed, **solver_kw)
+        if check_sampler(sampler) == "ancestral":
+            sol = ancestral_samples(self.objective, self.model, self.shape, n, steps=steps,
+                                    seed=seed, where=str(self.path))
         else:
-            raise UserError(f"sampler must be one of {', '.join(stages.SAMPLERS)}, got {sampler!r}")
+            sol = stages.sample_tensor(self.objective.velocity(self.model), self.shape, n,
+                                       steps=steps, solver=solver, seed=seed, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
 
@@ -172,7 +170,7 @@ def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
             callback: Callback | None = None, **options) -> dict:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
-    from .compare import compare as run_compare
+    from .comparison import compare as run_compare
     cfg = resolve(EvalConfig, options)
     return run_compare([_path_of(f) for f in flows], out, cfg,
                        callback=callback or log_progress)

@@ -305,7 +305,7 @@ def from_checkpoints(dirs: Sequence[str | Path], *, n: int | None = None, seed: 
     data as reference, and for diffusion models also their ancestral sampler on
     ``ancestral_steps`` steps (``None`` or 0: not shown). ``options`` go to
     :func:`trajectories`. Each model's objective and stage are listed with its metrics."""
-    from .compare import _labels, find_checkpoints
+    from .comparison import _labels, find_checkpoints
     from .data import load_dataset
     from .evaluation import noise, reference_data
     from .objectives import Diffusion

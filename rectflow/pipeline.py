@@ -27,7 +27,7 @@ from typing import Callable
 from . import checkpoint as ckpt
 from . import io, presets, stages
 from .checkpoint import Checkpoint
-from .compare import compare
+from .comparison import compare
 from .errors import UserError
 from .training import make_accelerator
 
@@ -112,8 +112,9 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
                                       resume=_started(d / "distill"),
                                       overwrite=_orphan(d / "distill"), callback=cb,
                                       evaluate=False)
-    return lambda: compare([d / m for m in models_of(cfg)], d / "compare", presets.eval_config(cfg),
-                           callback=cb, overwrite=(d / "compare").exists())
+    return lambda: compare([d / m for m in models_of(cfg)], d / "compare",
+                           presets.eval_config(cfg), callback=cb,
+                           overwrite=(d / "compare").exists())
 
 
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,

@@ -42,6 +42,12 @@ PRESETS: dict[str, dict] = {
                "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
                "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
                            "reference_atol": 1e-3}},
+    # rf1, rf2 and the student at batch 512; benchmarks/meanflow_vs_distill.py adds MeanFlow
+    # from scratch and on pairs2 at the same total of training steps (teachers' included)
+    "moons-meanflow": {"data": "moons", "train": {"steps": 1500, "batch_size": 512},
+                       "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
+                       "distill": {"steps": 1000, "batch_size": 512},
+                       "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},
     "mnist": {"data": "mnist",
               "train": {"steps": 60_000, "batch_size": 256, "lr": 2e-4, "warmup": 1000,
                         "ema_decay": 0.9999, "mixed_precision": "bf16", "save_every": 5000},

@@ -20,65 +20,26 @@ import torch
 
 from . import checkpoint as ckpt
 from . import io
+from .io.stage import check_output, write_stage, writable_file
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS, make_source
 from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
-from .errors import CheckpointError, OptionError, StageInterrupted, UserError
+from .errors import CheckpointError, OptionError, UserError
 from .evaluation import noise, stage_report
-from .models import build_model, custom_config, default_model_config
+from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
+from .objectives.diffusion import ancestral_samples, check_sampler
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .report import save_samples_picture
-from .seeding import derive_seed, generator
+from .seeding import derive_seed
 from .solvers import solve
 from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
 Options = TrainConfig | dict | None
-
-
-# ---------------------------------------------------------------------------- output folders
-def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
-                 resume: bool = False) -> Path:
-    """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
-    touches nothing, so a refused run leaves earlier output as it was."""
-    return io.check_output(out, inputs=[p for p in inputs if p is not None],
-                           overwrite=overwrite, kind=kind, resume=resume)
-
-
-def writable_file(path: Path) -> None:
-    """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
-    parent = Path(os.path.abspath(path)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {path}: {parent} is not writable")
-
-
-def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
-    """``run(folder)`` with ``out`` locked against other writers. With ``overwrite`` the new
-    run is written beside the old one and swapped in when it completes (or when it is
-    interrupted, so it can be resumed); until then the old run is intact."""
-    main = acc.is_main_process
-    with io.FolderLock(out, is_main=main):
-        if overwrite and not resume:
-            if not main:
-                acc.wait_for_everyone()
-                return run(io.sibling(out, "new"))
-            with io.staged_output(out, kind, overwrite=True,
-                                  commit_on=(StageInterrupted,)) as work:
-                acc.wait_for_everyone()
-                result = run(work)
-            return result
-        if main:
-            io.ensure_output(out, kind, resume=resume)
-        acc.wait_for_everyone()
-        return run(out)
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -109,13 +70,21 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
                        where=("options", "saved run", "config file"))
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss")
+    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
+                         "pair_drop")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
                         "change them")
     card.train = cfg.to_json()
     return cfg
+
+
+def batch_bytes(rows: int, shape) -> int:
+    """A coarse lower bound of the memory one training micro-batch needs: pairs, interpolant,
+    prediction, target and their gradients, in float32 (the network's activations come on
+    top). Enough to refuse a size that can never fit, before anything is allocated."""
+    return 8 * rows * math.prod(shape) * 4
 
 
 def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
@@ -168,6 +137,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     else:
         cfg = train_config("train", _given(options), file_options,
                            where=("options", "config file"))
+        if cfg.pair_drop > 0:
+            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         if coupling not in COUPLINGS:
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels)
@@ -175,12 +146,16 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, **(model or {}))
+            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}))
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
-                       normalization=dataset.normalization.to_json())
+                       normalization=dataset.normalization.to_json(),
+                       sample={"solver": "euler",
+                               "steps": 1 if cfg.objective == "meanflow" else 100})
+    io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
+                  f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     source = make_source(dataset, card.coupling, cfg.seed)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
@@ -212,7 +187,8 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
         net = module if module is not None else build_model(card.model)
-        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed)
+        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed,
+                             drop=cfg.pair_drop)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
     cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
@@ -223,11 +199,12 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
     if tuple(teacher.shape) != tuple(pd.shape):
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
-    net = teacher.load_model(ema=init_ema, module=module)
     tc = teacher.card
+    net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
+                                   lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
     card = RunCard(
-        stage=stage, data=tc.data, shape=list(pd.shape), model=tc.model, train=cfg.to_json(),
+        stage=stage, data=tc.data, shape=list(pd.shape), model=model_cfg, train=cfg.to_json(),
         seed=cfg.seed, round=pairs_round + 1 if stage == "reflow" else pairs_round,
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
@@ -238,8 +215,11 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra)
-    source = StoredPairs(pd, cfg.seed)
+        sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
+        heldout=tc.heldout, **extra)
+    source = StoredPairs(pd, cfg.seed, drop=cfg.pair_drop)
+    if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
+        card.parent["pair_filter"] = source.filter
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
                       evaluate, eval_n)
 
@@ -296,6 +276,10 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     weights = teacher.weights_path(cfg.use_ema)
     out = Path(out)
     plan = make_plan(cfg, ckpt.sha256_file(weights))
+    shard = min(cfg.shard_size, cfg.n) * math.prod(teacher.shape) * 4
+    io.check_fits(3 * shard + 4 * cfg.batch_size * math.prod(teacher.shape) * 4,
+                  f"coupling with shard_size {min(cfg.shard_size, cfg.n)} and batch_size "
+                  f"{cfg.batch_size}")
     acc = make_accelerator()
     check_output(out, "pairs", [teacher.path], overwrite, resume=not overwrite and out.is_dir())
     state = "new" if overwrite else check_plan(out, plan)
@@ -340,22 +324,6 @@ def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
         return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
 
-SAMPLERS = ("ode", "ancestral")
-
-
-def ancestral_tensor(objective, net: torch.nn.Module, shape: tuple[int, ...], n: int, *,
-                     steps: int, seed: int = 0, where: str = "this model",
-                     device: str | torch.device = "cpu"):
-    """``n`` samples of a diffusion model by its stochastic (ancestral) sampler, from the same
-    seeded noise as the ODE; the sampler's draws come from their own generator of ``seed``."""
-    from .objectives import Diffusion
-    if not isinstance(objective, Diffusion):
-        raise UserError(f"the ancestral sampler needs a diffusion model; {where} was trained "
-                        f"with objective {objective.name!r} (use the ODE sampler)")
-    x0 = noise(n, shape, seed, "sample-noise").to(device)
-    return objective.ancestral_solve(net, x0, steps, generator(seed, "sample-ancestral"))
-
-
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
            solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
            atol: float = 1e-5, overwrite: bool = False,
@@ -366,8 +334,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     opts = table_of(COUPLE)
     n = opts["n"].check(n)
     solver = opts["solver"].check(solver)
-    if sampler not in SAMPLERS:
-        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    check_sampler(sampler)
     ck = Checkpoint(ckpt_dir)
     steps = opts["steps"].check(int(steps if steps is not None else ck.card.sample["steps"]))
     rtol, atol = opts["rtol"].check(rtol), opts["atol"].check(atol)
@@ -386,8 +353,8 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     writable_file(out)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     if sampler == "ancestral":
-        sol = ancestral_tensor(ck.objective(), ck.load_model(ema=use_ema, module=model),
-                               ck.shape, n, steps=steps, seed=seed, where=str(ck.path))
+        sol = ancestral_samples(ck.objective(), ck.load_model(ema=use_ema, module=model),
+                                ck.shape, n, steps=steps, seed=seed, where=str(ck.path))
         solver = "ancestral"
     else:
         sol = sample_tensor(ck.velocity(ema=use_ema, module=model), ck.shape, n, steps=steps,

@@ -211,6 +211,8 @@ CASES = [
     ("sample-n-too-large", ["sample", "--ckpt", "ck", "--out", "s.npy", "-n", "10000000000"],
      "needs"),
     ("distill-k-huge", ["distill", "--pairs", "pairs", "--out", "d", "--k", "1000000000"], "k"),
+    ("train-batch-too-large", ["train", "--data", "pics", "--out", "x", "--batch-size",
+                               "10000000"], "needs"),
 ]
 
 
@@ -222,7 +224,7 @@ def test_the_table_covers_every_command():
     from rectflow.cli.main import app
     commands = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert commands <= {_values(c)[1][0] for c in CASES}, "a command has no bad-input case"
-    assert len(CASES) >= 90
+    assert len(CASES) >= 95
 
 
 @pytest.mark.parametrize("case,argv,word", CASES, ids=[_values(c)[0] for c in CASES])
@@ -237,3 +239,23 @@ def test_bad_invocation_is_one_line_exit_2_and_touches_nothing(cli, root, monkey
     assert lines[0].startswith("rectflow: error:"), lines[0]
     assert word.lower() in lines[0].lower(), lines[0]
     assert tree_state(root) == before
+
+
+@pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "2", "RANK": "5",
+                                                    "MASTER_ADDR": "127.0.0.1",
+                                                    "MASTER_PORT": "29999"},
+                                 {"WORLD_SIZE": "two"}])
+def test_stray_launcher_variables_are_one_line(cli, root, monkeypatch, env):
+    monkeypatch.chdir(root)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    before = tree_state(root)
+    code, _, err = cli(*TRAIN)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "WORLD_SIZE" in err, err
+    assert tree_state(root) == before
+
+
+def test_rank_alone_does_not_silence_output(cli, root, monkeypatch, tmp_path):
+    monkeypatch.setenv("RANK", "1")
+    code, out, err = cli("sample", "--ckpt", root / "ck", "--out", tmp_path / "s.npy", "-n", 8)
+    assert code == 0 and "wrote 8 samples" in " ".join(out.split()), err

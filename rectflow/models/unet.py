@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, TimeEmbedding
+from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, TimeEmbedding, interval_times
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -81,13 +81,18 @@ class UNet(nn.Module):
     Level i has ``width * mults[i]`` channels and resolution ``resolution / 2**i``. All
     arguments are plain JSON values so the model can be rebuilt with ``UNet(**config)``;
     ``time_scale``/``max_period`` default to the legacy time features (see ``embedding``).
+
+    ``interval=True`` makes it an average-velocity model ``u(x, t, r=r)`` over [r, t]: the time
+    MLP reads the start r, and a second MLP of the length t - r (``gap_mlp``, whose last layer
+    starts at zero) is added to its output; a new interval model thus computes v(x, r), and a
+    flow model's weights load into it unchanged.
     """
 
     def __init__(self, channels: int, resolution: int, width: int = 32,
                  mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] | list[int] = (), dropout: float = 0.0,
                  time_embed: int = 64, time_scale: float = LEGACY_TIME_SCALE,
-                 max_period: float = MAX_PERIOD):
+                 max_period: float = MAX_PERIOD, interval: bool = False):
         super().__init__()
         levels = len(mults)
         if levels == 0:
@@ -107,6 +112,12 @@ class UNet(nn.Module):
 
         self.embed = TimeEmbedding(time_embed, max_period, time_scale)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.interval = bool(interval)
+        if self.interval:
+            self.gap_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(),
+                                         nn.Linear(emb, emb))
+            nn.init.zeros_(self.gap_mlp[-1].weight)
+            nn.init.zeros_(self.gap_mlp[-1].bias)
         self.stem = nn.Conv2d(channels, width, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -137,8 +148,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(self.embed(t).to(x.dtype))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        start, gap = interval_times(t, r, self.interval)
+        emb = self.time_mlp(self.embed(start).to(x.dtype))
+        if gap is not None:
+            emb = emb + self.gap_mlp(self.embed(gap).to(x.dtype))
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

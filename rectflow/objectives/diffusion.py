@@ -54,6 +54,7 @@ import math
 import torch
 
 from ..errors import UserError
+from ..seeding import generator
 from ..solvers import Solution
 from .base import Objective, Velocity
 
@@ -224,3 +225,26 @@ class Diffusion(Objective):
         if unknown:
             raise UserError(f"unknown diffusion setting {unknown[0]!r}")
         return cls(**d)
+
+
+# ---------------------------------------------------------------------------- for the stages
+SAMPLERS = ("ode", "ancestral")
+
+
+def check_sampler(sampler: str) -> str:
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    return sampler
+
+
+def ancestral_samples(objective: Objective, net: torch.nn.Module, shape: tuple[int, ...],
+                      n: int, *, steps: int, seed: int = 0, where: str = "this model",
+                      device: str | torch.device = "cpu") -> Solution:
+    """``n`` samples of a diffusion model by its ancestral sampler, from the same seeded noise
+    as ``sample``'s ODE (``generator(seed, "sample-noise")``); the sampler's own draws come
+    from ``generator(seed, "sample-ancestral")``. Any other objective is refused."""
+    if not isinstance(objective, Diffusion):
+        raise UserError(f"the ancestral sampler needs a diffusion model; {where} was trained "
+                        f"with objective {objective.name!r} (use the ODE sampler)")
+    x0 = torch.randn((n, *shape), generator=generator(seed, "sample-noise")).to(device)
+    return objective.ancestral_solve(net, x0, steps, generator(seed, "sample-ancestral"))

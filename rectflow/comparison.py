@@ -29,7 +29,7 @@ from .errors import UserError
 from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint, noise,
                          reference_data)
 from .options import EvalConfig
-from .records import EvalReport
+from .records import Comparison, EvalReport
 from .solvers import solve
 from .stages import lineage
 
@@ -60,7 +60,7 @@ def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
         if not paths:
             raise UserError(f"{run} holds no checkpoint folders (with config.json)")
     cks = [(p, Checkpoint(p).card) for p in paths]
-    cks.sort(key=lambda pc: (pc[1].round, STAGE_ORDER[pc[1].stage]))
+    cks.sort(key=_order)
     first = cks[0][1]
     for p, card in cks[1:]:
         if card.data != first.data or card.shape != first.shape:
@@ -68,6 +68,14 @@ def find_checkpoints(dirs: list[str | Path]) -> list[Path]:
                             f"{cks[0][0]} on {first.data.get('name')} {first.shape}; "
                             "compare checkpoints of one dataset")
     return [p for p, _ in cks]
+
+
+def _order(path_card) -> tuple:
+    """Rounds in order; a distilled student right after the model it starts from."""
+    card = path_card[1]
+    init = int((card.parent or {}).get("init_round", card.round))
+    return (max(card.round, init) if card.stage == "distill" else card.round,
+            STAGE_ORDER[card.stage])
 
 
 def _stage(folder: Path) -> str | None:
@@ -228,7 +236,7 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
         emit({"event": "progress", "done": (i + 1) * per_eval})
         evals.append(ev)
     metrics = list(evals[0].metrics)
-    result = {"format": "rectflow/compare", "version": 2, "data": spec,
+    result = {"data": spec,
               "args": cfg.to_json(), "metrics": metrics,
               "metric_notes": {k: METRIC_NOTES[k] for k in (*metrics, *PATH_KEYS)},
               "primary_metric": evals[0].primary_metric,
@@ -252,7 +260,7 @@ def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
     ckpt.atomic_write_bytes(out / "compare.md", report.markdown_table(headers, rows).encode())
     fh, fr = flat_table(result)
     ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
-    ckpt.atomic_write_json(out / "compare.json", result)
+    Comparison(**result).write(out)
 
 
 def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
