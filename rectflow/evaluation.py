@@ -281,7 +281,9 @@ def describe_lineage(card) -> str:
     p = card.parent or {}
     if card.stage == "train":
         return f"round 1: trained from {card.coupling} pairs of source and data"
-    init = f"initialised from round {p.get('init_round', '?')} ({p.get('init_stage', '?')})"
+    teacher = p.get("init_objective", "flow")
+    kind = p.get("init_stage", "?") + ("" if teacher == "flow" else f", {teacher}")
+    init = f"initialised from round {p.get('init_round', '?')} ({kind})"
     pairs = f"round {p.get('pairs_round', card.round - (card.stage == 'reflow'))} pairs"
     if card.stage == "distill":
         return f"{card.distill_k}-step student distilled from {pairs}, {init}"

@@ -3,6 +3,11 @@
     train -> couple -> reflow -> couple -> reflow -> distill -> compare
     rf1      pairs1    rf2       pairs2    rf3       distill   compare
 
+With ``with_diffusion`` (preset ``moons-diffusion``) three stages come before compare: a VP
+diffusion model trained with rf1's data, network and budget (``diffusion``), pairs from its
+probability-flow ODE (``pairs0``) and a 2-rectified flow reflowed from them (``rf2d``, a flow
+objective whatever the teacher), so compare puts diffusion beside rf1, rf2, rf3 and distill.
+
 Each stage writes its own subfolder of ``out``. A model stage is complete when its
 ``config.json`` says ``"complete": true``, a coupling stage when its ``manifest.json`` exists,
 ``compare`` when ``compare.json`` exists; complete stages are skipped, an interrupted model stage
@@ -29,6 +34,22 @@ from .training import make_accelerator
 Callback = Callable[[dict], None]
 STAGES = ("rf1", "pairs1", "rf2", "pairs2", "rf3", "distill", "compare")
 MODELS = ("rf1", "rf2", "rf3", "distill")
+# with_diffusion: a VP diffusion baseline trained like rf1, its PF-ODE pairs, and a
+# 2-rectified flow reflowed from them ("straighten any ODE"), compared beside the rest
+DIFFUSION_STAGES = ("diffusion", "pairs0", "rf2d")
+DIFFUSION_MODELS = ("diffusion", "rf2d")
+TEACHERS = {"pairs1": "rf1", "pairs2": "rf2", "pairs0": "diffusion"}
+PAIRS_OF = {"rf2": "pairs1", "rf3": "pairs2", "rf2d": "pairs0"}
+
+
+def stages_of(cfg: dict) -> tuple[str, ...]:
+    """The stages of a resolved config, in order (compare last)."""
+    extra = DIFFUSION_STAGES if cfg.get("with_diffusion") else ()
+    return (*STAGES[:-1], *extra, STAGES[-1])
+
+
+def models_of(cfg: dict) -> tuple[str, ...]:
+    return (*MODELS, *(DIFFUSION_MODELS if cfg.get("with_diffusion") else ()))
 
 
 def is_complete(folder: Path, name: str) -> bool:
@@ -66,18 +87,20 @@ def _orphan(folder: Path) -> bool:
 def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
     """The call that makes stage ``name`` (each is resumable, so an interrupted one goes on)."""
     d = out   # the run folder; every stage reads and writes subfolders of it
-    if name == "rf1":
+    if name in ("rf1", "diffusion"):   # the same data, model and budget; only the objective
+        options = presets.train_config(cfg)
+        if name == "diffusion":
+            options = options.replace(objective="diffusion")
         return lambda: stages.train(
-            d / "rf1", cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
-            coupling=cfg["train"]["coupling"], model=cfg["model"],
-            options=presets.train_config(cfg), resume=_started(d / "rf1"), overwrite=_orphan(d / "rf1"), callback=cb,
+            d / name, cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
+            coupling=cfg["train"]["coupling"], model=cfg["model"], options=options,
+            resume=_started(d / name), overwrite=_orphan(d / name), callback=cb,
             evaluate=False)
-    if name in ("pairs1", "pairs2"):
-        teacher = "rf1" if name == "pairs1" else "rf2"
-        return lambda: stages.couple(d / teacher, d / name, presets.couple_config(cfg),
+    if name in TEACHERS:
+        return lambda: stages.couple(d / TEACHERS[name], d / name, presets.couple_config(cfg),
                                      callback=cb)
-    if name in ("rf2", "rf3"):
-        pairs = "pairs1" if name == "rf2" else "pairs2"
+    if name in PAIRS_OF:
+        pairs = PAIRS_OF[name]
         return lambda: stages.reflow(d / pairs, d / name,
                                      options=presets.train_config(cfg, "reflow"),
                                      resume=_started(d / name),
@@ -89,8 +112,9 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
                                       resume=_started(d / "distill"),
                                       overwrite=_orphan(d / "distill"), callback=cb,
                                       evaluate=False)
-    return lambda: compare([d / m for m in MODELS], d / "compare", presets.eval_config(cfg),
-                           callback=cb, overwrite=(d / "compare").exists())
+    return lambda: compare([d / m for m in models_of(cfg)], d / "compare",
+                           presets.eval_config(cfg), callback=cb,
+                           overwrite=(d / "compare").exists())
 
 
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
@@ -127,7 +151,7 @@ def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
 def _run_stages(out: Path, cfg: dict, record: dict, state, emit) -> dict:
     main = state.is_main_process
     result = None
-    for name in STAGES:
+    for name in stages_of(cfg):
         folder = out / name
         entry = record["stages"].get(name, {})
         if is_complete(folder, name):

@@ -8,33 +8,29 @@ The friendlier keyword API for notebooks is :mod:`rectflow.api`.
 """
 from __future__ import annotations
 
-import io as _bytes
+import math
 import os
 from pathlib import Path
 from typing import Callable
 
-import math
-
-import numpy as np
 import torch
 
 from . import checkpoint as ckpt
 from . import io
-from .io.stage import check_output, write_stage, writable_file
+from .io.stage import check_output, write_stage
+from .sampling import sample, sample_tensor   # noqa: F401 - part of the stages API
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS, make_source
-from .data import Normalization, data_spec, load_dataset
+from .data import data_spec, load_dataset
 from .data.pairs import PairsDataset, StoredPairs
 from .errors import CheckpointError, OptionError, UserError
-from .evaluation import noise, stage_report
+from .evaluation import stage_report
 from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
-from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
+from .options import CoupleConfig, TrainConfig, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
-from .report import save_samples_picture
-from .seeding import derive_seed, generator
-from .solvers import solve
+from .seeding import derive_seed
 from .sources import Source, card_source, data_ot, teacher_source
 from .training import check_run, fit, make_accelerator
 
@@ -215,6 +211,8 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
                 "init_round": int(tc.round), "init_stage": tc.stage,
+                "init_objective": (tc.objective or {}).get("name", "flow"),
+                "teacher_objective": pd.manifest.teacher.get("objective", "flow"),
                 "pairs_round": pairs_round,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
@@ -297,7 +295,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     x0s = Source(tc.source, teacher.shape) if tc.source else None
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
-                              "stage": tc.stage, "round": tc.round},
+                              "stage": tc.stage, "round": tc.round,
+                              "objective": (tc.objective or {}).get("name", "flow")},
                   "data": tc.data, "seed": cfg.seed, "source": tc.source,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
@@ -316,67 +315,6 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
 
 
-# ------------------------------------------------------------------------------------ sample
-MAX_SAMPLE_BYTES_FRACTION = 0.5
-
-
-def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
-                  solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
-                  atol: float = 1e-5, device: str | torch.device = "cpu",
-                  source: dict | None = None):
-    """``n`` samples in model space and the solver's Solution (for its NFE); from the run
-    card's ``source`` (training split) when it has one, else from noise."""
-    x0 = (noise(n, shape, seed, "sample-noise") if source is None else
-          Source(source, shape).draw(n, generator(seed, "sample-noise"))).to(device)
-    with torch.no_grad():
-        return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
-
-
-def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
-           solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
-           atol: float = 1e-5, overwrite: bool = False,
-           model: torch.nn.Module | None = None) -> dict:
-    """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
-    range), and a picture beside it."""
-    opts = table_of(COUPLE)
-    n = opts["n"].check(n)
-    solver = opts["solver"].check(solver)
-    ck = Checkpoint(ckpt_dir)
-    steps = opts["steps"].check(int(steps if steps is not None else ck.card.sample["steps"]))
-    rtol, atol = opts["rtol"].check(rtol), opts["atol"].check(atol)
-    out = Path(out)
-    if out.suffix != ".npy":
-        out = out.with_suffix(out.suffix + ".npy") if out.suffix else out.with_suffix(".npy")
-    picture = out.with_suffix(".png")
-    for p in (out, picture):
-        if p.exists() and not overwrite:
-            raise UserError(f"{p} already exists; pass overwrite to replace it")
-    if ck.path.resolve() in out.resolve().parents:
-        raise UserError(f"{out} lies inside the model folder {ck.path}; write elsewhere")
-    for p in (out, picture):
-        if p.is_dir() or p.is_symlink():
-            raise UserError(f"{p} is a folder or a link; name a file")
-    writable_file(out)
-    io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
-    net = ck.velocity(ema=use_ema, module=model)
-    sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                        atol=atol, source=ck.card.source)
-    is_image = len(ck.shape) == 3
-    x = sol.x.clamp(-1, 1) if is_image else sol.x
-    norm = Normalization(**(ck.card.normalization or {}))
-    raw = norm.to_raw(x)
-    if is_image:   # back to the data's own 8-bit pixels
-        raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buf = _bytes.BytesIO()
-    np.save(buf, raw.numpy(), allow_pickle=False)
-    ckpt.atomic_write_bytes(out, buf.getvalue())
-    pic = save_samples_picture(x if is_image else raw, picture, is_image,
-                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE")
-    return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
-            "steps": steps, "shape": list(raw.shape)}
-
-
 # ------------------------------------------------------------------------------------ lineage
 def lineage(ckpt_dir: str | Path) -> list[dict]:
     """The chain of checkpoints from the first round to ``ckpt_dir``, oldest first."""
@@ -384,7 +322,8 @@ def lineage(ckpt_dir: str | Path) -> list[dict]:
     while path is not None and path not in seen:
         seen.add(path)
         card = Checkpoint(path).card
-        chain.append({"path": str(path), "stage": card.stage, "round": card.round})
+        chain.append({"path": str(path), "stage": card.stage, "round": card.round,
+                      "objective": (card.objective or {}).get("name", "flow")})
         parent = card.parent or {}
         nxt = parent.get("init") if card.stage == "distill" else \
             parent.get("teacher") or (parent.get("init") if card.stage != "train" else None)
