@@ -279,15 +279,17 @@ def describe_lineage(card) -> str:
     """Where a model comes from, as it happened: 'distilled from round 2 pairs, initialised from
     round 3 (reflow)'."""
     p = card.parent or {}
+    obj = (card.objective or {}).get("name", "flow")
+    what = "" if obj == "flow" else f"{obj} "
     if card.stage == "train":
-        return f"round 1: trained from {card.coupling} pairs of source and data"
+        return f"round 1: {what}trained from {card.coupling} pairs of source and data"
     teacher = p.get("init_objective", "flow")
     kind = p.get("init_stage", "?") + ("" if teacher == "flow" else f", {teacher}")
     init = f"initialised from round {p.get('init_round', '?')} ({kind})"
     pairs = f"round {p.get('pairs_round', card.round - (card.stage == 'reflow'))} pairs"
     if card.stage == "distill":
         return f"{card.distill_k}-step student distilled from {pairs}, {init}"
-    return f"round {card.round}: reflow on {pairs}, {init}"
+    return f"round {card.round}: {what}reflow on {pairs}, {init}"
 
 
 def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | None:

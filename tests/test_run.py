@@ -57,7 +57,7 @@ def test_run_writes_every_stage_and_a_comparison(tiny_run):
     assert [c["path"].rsplit("/", 1)[-1] for c in lineage(run / "rf3")] == ["rf1", "rf2", "rf3"]
     distill = json.loads((run / "distill" / "config.json").read_text())
     assert distill["stage"] == "distill" and distill["parent"]["init"] == "../rf3"
-    resolved = json.loads((run / "resolved.json").read_text())
+    resolved = json.loads((run / "resolved.json").read_text())["config"]
     assert resolved["train"]["steps"] == 40 and resolved["couple"]["n"] == 1024
     assert resolved["reflow"]["time_dist"] == stages.reflow_defaults().time_dist.to_json()
     record = json.loads((run / "run.json").read_text())
