@@ -280,7 +280,7 @@ def check_page_output(out: str | Path, inputs: Sequence[str | Path] = (),
                       overwrite: bool = False) -> Path:
     """Refuse an explorer page path that is not an .html file name, that exists (unless
     ``overwrite``), or that lies inside one of the ``inputs`` folders."""
-    from .stages import writable_file
+    from .io.stage import writable_file
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"out {out} should end in .html")
