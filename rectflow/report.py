@@ -47,12 +47,14 @@ def save_scatter(points: torch.Tensor, path: str | Path, title: str = "",
 
 
 def save_samples_picture(x: torch.Tensor, path: str | Path, is_image: bool, title: str = "",
-                         reference: torch.Tensor | None = None) -> Path | None:
-    """The natural picture of model-space samples: an image grid or a 2-D scatter.
-    Data of other shapes has no picture (returns None)."""
+                         reference: torch.Tensor | None = None,
+                         per_row: int | None = None) -> Path | None:
+    """The natural picture of model-space samples: an image grid (the first 64, or all of
+    them ``per_row`` a row: one row per class) or a 2-D scatter. Data of other shapes has no
+    picture (returns None)."""
     if is_image:
         from .data.images import save_image_grid
-        return save_image_grid(x[:64], path)
+        return save_image_grid(x[:64] if per_row is None else x, path, nrow=per_row)
     if x.dim() == 2 and x.shape[1] == 2:
         return save_scatter(x, path, title, reference)
     return None

@@ -8,22 +8,18 @@ The friendlier keyword API for notebooks is :mod:`rectflow.api`.
 """
 from __future__ import annotations
 
-import io as _bytes
+import math
 import os
 from pathlib import Path
 from typing import Callable
 
-import math
-
-import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from . import io
+from . import checkpoint as ckpt, conditioning as cond, io
 from .checkpoint import Checkpoint
-from .couplings import COUPLINGS, make_source
+from .couplings import COUPLINGS
 from .data import Normalization, data_spec, load_dataset
-from .data.pairs import PairsDataset, StoredPairs
+from .data.pairs import PairsDataset
 from .errors import CheckpointError, OptionError, StageInterrupted, UserError
 from .evaluation import noise, stage_report
 from .models import build_model, custom_config, default_model_config
@@ -33,7 +29,6 @@ from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .report import save_samples_picture
 from .seeding import derive_seed
-from .solvers import solve
 from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
@@ -172,16 +167,17 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels)
         dataset = load_dataset(spec, "train", allow_download=download)
+        labelled, sizes = cond.new_card(cfg, spec)   # {conditional, classes}, {num_classes}
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, **(model or {}))
+            model_cfg = default_model_config(dataset.shape, **(model or {}), **sizes)
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
-                       normalization=dataset.normalization.to_json())
-    source = make_source(dataset, card.coupling, cfg.seed)
+                       normalization=dataset.normalization.to_json(), **labelled)
+    source = cond.train_source(card, dataset, cfg)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
 
@@ -212,7 +208,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
         net = module if module is not None else build_model(card.model)
-        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed)
+        source = cond.pairs_source(card, open_pairs(out / card.parent["pairs"]), cfg)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
     cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
@@ -232,12 +228,14 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
                 "init_round": int(tc.round), "init_stage": tc.stage,
-                "pairs_round": pairs_round,
+                "pairs_round": pairs_round, "guidance": pd.manifest.guidance,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra)
-    source = StoredPairs(pd, cfg.seed)
+        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra,
+        **cond.inherited(tc, pd.manifest))
+    card.train["conditional"] = card.conditional   # followed from the teacher, not an option
+    source = cond.pairs_source(card, pd, cfg)
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
                       evaluate, eval_n)
 
@@ -302,7 +300,7 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         if callback and acc.is_main_process:
             callback({"event": "complete"})
         return PairsManifest.read(out) if acc.is_main_process else None
-    net = teacher.velocity(ema=cfg.use_ema, device=acc.device, module=model)
+    net = cond.couple_teacher(teacher, cfg, acc.device, model)   # labels when conditional
     tc = teacher.card
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
@@ -310,7 +308,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
                   "data": tc.data, "seed": cfg.seed,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
-                                if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
+                                if cfg.solver == "dopri5" else {"steps": cfg.steps})},
+                  **cond.provenance(tc, cfg)}
 
     def run(folder: Path):
         if acc.is_main_process:
@@ -334,15 +333,16 @@ def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
     """``n`` samples in model space and the solver's Solution (for its NFE)."""
     x0 = noise(n, shape, seed, "sample-noise").to(device)
     with torch.no_grad():
-        return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
+        return cond.solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
 
 
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
            solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
            atol: float = 1e-5, overwrite: bool = False,
-           model: torch.nn.Module | None = None) -> dict:
+           model: torch.nn.Module | None = None, classes=None, guidance: float = 1.0) -> dict:
     """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
-    range), and a picture beside it."""
+    range), and a picture beside it; a conditional model samples ``classes`` under
+    ``guidance`` (see :func:`rectflow.conditioning.sample_labels`)."""
     opts = table_of(COUPLE)
     n = opts["n"].check(n)
     solver = opts["solver"].check(solver)
@@ -362,8 +362,9 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
         if p.is_dir() or p.is_symlink():
             raise UserError(f"{p} is a folder or a link; name a file")
     writable_file(out)
+    y, n = cond.sample_labels(ck.card, classes, n)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
-    net = ck.velocity(ema=use_ema, module=model)
+    net = cond.sample_velocity(ck, y, guidance, ema=use_ema, module=model)
     sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
                         atol=atol)
     is_image = len(ck.shape) == 3
@@ -373,11 +374,12 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     if is_image:   # back to the data's own 8-bit pixels
         raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buf = _bytes.BytesIO()
-    np.save(buf, raw.numpy(), allow_pickle=False)
-    ckpt.atomic_write_bytes(out, buf.getvalue())
+    cond.write_npy(out, raw)
+    if y is not None:
+        cond.write_npy(out.with_suffix(".labels.npy"), y)
     pic = save_samples_picture(x if is_image else raw, picture, is_image,
-                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE")
+                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE",
+                               per_row=cond.per_class(y))
     return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
             "steps": steps, "shape": list(raw.shape)}
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, TimeEmbedding
+from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, LabelEmbedding, TimeEmbedding, no_labels
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -81,13 +81,15 @@ class UNet(nn.Module):
     Level i has ``width * mults[i]`` channels and resolution ``resolution / 2**i``. All
     arguments are plain JSON values so the model can be rebuilt with ``UNet(**config)``;
     ``time_scale``/``max_period`` default to the legacy time features (see ``embedding``).
+    With ``num_classes`` a label embedding is added to the time embedding, so every block is
+    conditioned on both (``y=None`` is the "no label" class).
     """
 
     def __init__(self, channels: int, resolution: int, width: int = 32,
                  mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] | list[int] = (), dropout: float = 0.0,
                  time_embed: int = 64, time_scale: float = LEGACY_TIME_SCALE,
-                 max_period: float = MAX_PERIOD):
+                 max_period: float = MAX_PERIOD, num_classes: int | None = None):
         super().__init__()
         levels = len(mults)
         if levels == 0:
@@ -107,6 +109,7 @@ class UNet(nn.Module):
 
         self.embed = TimeEmbedding(time_embed, max_period, time_scale)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.label = LabelEmbedding(num_classes, emb) if num_classes else None
         self.stem = nn.Conv2d(channels, width, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -137,8 +140,13 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+                ) -> torch.Tensor:
         emb = self.time_mlp(self.embed(t).to(x.dtype))
+        if self.label is None:
+            no_labels(y)
+        else:
+            emb = emb + self.label(y, x.shape[0], x.device).to(x.dtype)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

@@ -65,6 +65,8 @@ class PairsManifest(Record):
     nfe: float                       # mean function evaluations per pair
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    classes: list[str] | None = None  # conditional teacher: shards hold labels y [K]
+    guidance: float | None = None     # the classifier-free guidance the pairs were solved with
 
     @classmethod
     def from_json(cls, d: dict, version: int) -> "PairsManifest":
