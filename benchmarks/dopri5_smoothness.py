@@ -46,12 +46,12 @@ def build(root: Path, model: dict, args) -> dict[str, Path]:
     rf1, pairs, rf2 = root / "rf1", root / "pairs1", root / "rf2"
     if not _done(rf1):
         stages.train(rf1, "moons", model=model, overwrite=True, evaluate=False,
-                     config=TrainConfig(steps=args.train_steps))
+                     options=TrainConfig(steps=args.train_steps))
     stages.couple(rf1, pairs, CoupleConfig(n=args.pairs))
     if not _done(rf2):
         cfg = stages.reflow_defaults()
         cfg.steps = args.reflow_steps
-        stages.reflow(pairs, rf2, config=cfg, overwrite=True, evaluate=False)
+        stages.reflow(pairs, rf2, options=cfg, overwrite=True, evaluate=False)
     return {"1-RF": rf1, "2-RF": rf2}
 
 

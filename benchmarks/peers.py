@@ -233,7 +233,7 @@ def _train_stage(row: Row, fn, steps: int, proto: Protocol, limits: dict, **kw) 
     row.steps = steps
     row.train_samples_per_s = steps * proto.batch_size / clock.span("start", "step")
     row.train_ratio = row.train_samples_per_s / limits["train_samples_per_s"]
-    return Path(out)
+    return out.path
 
 
 def _couple(teacher: Path, out: Path, proto: Protocol, limits: dict) -> dict:
@@ -244,8 +244,8 @@ def _couple(teacher: Path, out: Path, proto: Protocol, limits: dict) -> dict:
     manifest = stages.couple(teacher, out, cfg, callback=clock)
     wall = time.perf_counter() - started
     rate = proto.pairs / clock.span("start", "shard")
-    return {"path": out, "pairs_per_s": rate, "pair_nfe": manifest["nfe"], "wall": wall,
-            "pairs_ratio": rate * manifest["nfe"] / limits["forward_rows_per_s"]}
+    return {"path": out, "pairs_per_s": rate, "pair_nfe": manifest.nfe, "wall": wall,
+            "pairs_ratio": rate * manifest.nfe / limits["forward_rows_per_s"]}
 
 
 def rectflow_rows(target: str, proto: Protocol, work: Path, limits: dict) -> list[Row]:
@@ -256,13 +256,13 @@ def rectflow_rows(target: str, proto: Protocol, work: Path, limits: dict) -> lis
     plan = [  # key, needs, how to run it
         ("rf1", None, lambda r: _train_stage(
             r, stages.train, proto.steps, proto, limits, out=work / "rf1", data=target,
-            config=proto.train_config(proto.steps))),
+            options=proto.train_config(proto.steps))),
         ("rf2", "rf1", lambda r: _pairs_then_train(r, "rf1", stages.reflow, reflow_td)),
         ("rf3", "rf2", lambda r: _pairs_then_train(r, "rf2", stages.reflow, reflow_td)),
         ("distill", "rf2", lambda r: _pairs_then_train(r, "rf2", stages.distill, None)),
         ("rf-ot", None, lambda r: _train_stage(
             r, stages.train, proto.ot_steps, proto, limits, out=work / "rf-ot", data=target,
-            coupling="ot", config=proto.train_config(proto.ot_steps))),
+            coupling="ot", options=proto.train_config(proto.ot_steps))),
     ]
 
     def _pairs_then_train(r: Row, teacher: str, fn, time_dist) -> Path:
@@ -273,7 +273,7 @@ def rectflow_rows(target: str, proto: Protocol, work: Path, limits: dict) -> lis
             p["pairs_per_s"], p["pair_nfe"], p["pairs_ratio"], p["wall"])
         cfg = proto.train_config(proto.steps, time_dist or TimeDist())
         return _train_stage(r, fn, proto.steps, proto, limits, pairs=p["path"],
-                            out=work / r.key, config=cfg)
+                            out=work / r.key, options=cfg)
 
     for key, needs, run in plan:
         row = rows[key]

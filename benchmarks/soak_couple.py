@@ -80,7 +80,7 @@ def main() -> None:
     try:
         t = time.perf_counter()
         teacher = stages.train(root / "rf1", "moons", model={"hidden": 64, "depth": 2},
-                               config=TrainConfig(steps=300, batch_size=512, warmup=0, lr=3e-3,
+                               options=TrainConfig(steps=300, batch_size=512, warmup=0, lr=3e-3,
                                                   save_every=300, log_every=100),
                                evaluate=False, overwrite=True)
         print(f"teacher: tiny MLP (hidden 64, depth 2) trained in {time.perf_counter() - t:.1f} s;"
@@ -90,22 +90,22 @@ def main() -> None:
         meter = ShardMeter(args.shard_size, args.n)
         before = rss_mb()
         t = time.perf_counter()
-        manifest = stages.couple(teacher, root / "pairs", cfg, overwrite=True, callback=meter)
+        manifest = stages.couple(teacher.path, root / "pairs", cfg, overwrite=True, callback=meter)
         seconds = time.perf_counter() - t
         pairs = PairsDataset(root / "pairs")
         pairs.verify()
         size = sum(p.stat().st_size for p in (root / "pairs").glob("pairs-*.safetensors"))
-        print(f"\n{manifest['n']:,} pairs in {len(manifest['shards'])} shards, "
-              f"{manifest['nfe']} NFE per pair, {size / 2**20:.0f} MB on disk; "
+        print(f"\n{manifest.n:,} pairs in {len(manifest.shards)} shards, "
+              f"{manifest.nfe} NFE per pair, {size / 2**20:.0f} MB on disk; "
               f"{seconds:.1f} s including the manifest and its OT reference "
-              f"({manifest['n'] / seconds:,.0f} pairs/s overall)")
+              f"({manifest.n / seconds:,.0f} pairs/s overall)")
         print(f"RSS before couple {before:.1f} MB, first shard {meter.rss[0]:.1f} MB, last shard "
               f"{meter.rss[-1]:.1f} MB: ratio last/first {meter.rss[-1] / meter.rss[0]:.3f}, "
               f"growth {meter.rss[-1] - meter.rss[0]:+.1f} MB over {len(meter.rss) - 1} shards; "
               f"peak of the process {peak_mb():.1f} MB")
-        print(f"straightness {manifest['metrics']['straightness']:.4g}, transport cost "
-              f"{manifest['metrics']['transport_cost']:.4g}, OT cost "
-              f"{manifest['metrics']['ot_cost']:.4g} (first {manifest['metrics']['ot_subsample']})")
+        print(f"straightness {manifest.metrics['straightness']:.4g}, transport cost "
+              f"{manifest.metrics['transport_cost']:.4g}, OT cost "
+              f"{manifest.metrics['ot_cost']:.4g} (first {manifest.metrics['ot_subsample']})")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

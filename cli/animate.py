@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from rectflow.compare import animate as make_gif
+from rectflow.comparison import animate as make_gif
 
 from .progress import ProgressCallback
 

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import compare as cmp
+from rectflow import comparison as cmp
 from rectflow.options import EvalConfig, resolve
 
 from .eval import FeaturesDir, evaluation_options

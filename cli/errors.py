@@ -72,8 +72,12 @@ def run(command, argv: list[str] | None) -> int:
     ``RECTFLOW_DEBUG=1`` re-raises them with their traceback."""
     debug = os.environ.get("RECTFLOW_DEBUG") == "1"
     _quiet_unless_main()
+    from rectflow.io import os_errors
+    name = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")),
+                "")
     try:
-        rv = command.main(args=argv, prog_name="rectflow", standalone_mode=False)
+        with os_errors(f"rectflow {name}".strip()):   # disk full, read-only, out of memory...
+            rv = command.main(args=argv, prog_name="rectflow", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except _USAGE as e:
         if type(e).__name__ == "NoArgsIsHelpError":   # bare `rectflow`: help is printed

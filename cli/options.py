@@ -51,7 +51,7 @@ def option_params(table: tuple[Opt, ...], shown: dict | None = None,
         helptext = f"{o.help} [default: {_show(default) if default is not None else 'none'}]"
         flags = [o.cli_flag] + ([o.short] if o.short else [])
         if o.base_type is bool:
-            flags = [f"{o.cli_flag}/--no-{o.cli_flag[2:]}"]
+            flags = [f"{o.cli_flag}/{o.off or '--no-' + o.cli_flag[2:]}"]
         params.append(param(o.name, Annotated[Optional[_PY[o.base_type]],
                                              typer.Option(*flags, help=helptext,
                                                           show_default=False)], None))

@@ -72,7 +72,8 @@ class Flow:
         """``n`` samples from seeded noise; in the data's own units (``raw=True``) or in model
         space. ``steps`` defaults to what the model is for (1 for a one-step student)."""
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        sol = stages.sample_tensor(self.velocity, self.shape, n, steps=steps, solver=solver,
+        sol = stages.sample_tensor(self.objective.velocity(self.model), self.shape, n,
+                                   steps=steps, solver=solver,
                                    seed=seed, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
@@ -162,7 +163,7 @@ def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
             callback: Callback | None = None, **options) -> dict:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
-    from .compare import compare as run_compare
+    from .comparison import compare as run_compare
     cfg = resolve(EvalConfig, options)
     return run_compare([_path_of(f) for f in flows], out, cfg,
                        callback=callback or log_progress)

@@ -78,6 +78,7 @@ class LabelDropout(PairSource):
     def __init__(self, inner: PairSource, share: float, null: int, seed: int):
         self.inner, self.share, self.null, self.seed = inner, share, null, seed
         self.shape = inner.shape
+        self.filter = getattr(inner, "filter", None)   # stored pairs' distance cut, if any
 
     def batch(self, index: int, size: int):
         x0, x1, cond = self.inner.batch(index, size)
@@ -103,7 +104,7 @@ def pairs_source(card, pairs, cfg) -> PairSource:
     """The pair source of reflow and distill: stored pairs, with their labels when the card
     is conditional."""
     from .data.pairs import StoredPairs
-    src = StoredPairs(pairs, cfg.seed)
+    src = StoredPairs(pairs, cfg.seed, drop=cfg.pair_drop)
     if not card.conditional:
         return src
     return LabelDropout(src, cfg.label_dropout, len(card.classes), cfg.seed)

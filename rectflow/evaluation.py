@@ -166,6 +166,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     if cfg.fid_weights is not None and not Path(cfg.fid_weights).is_file():
         raise UserError(f"fid_weights {cfg.fid_weights} does not exist")
     ck = Checkpoint(ckpt_dir)
+    from .io import check_fits
+    check_fits(6 * cfg.n * math.prod(ck.shape) * 4, f"evaluating n={cfg.n}")
     target = None
     if out is not None:
         target = Path(out)

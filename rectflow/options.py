@@ -36,6 +36,7 @@ class Opt:
     choices: tuple | None = None
     flag: str | None = None          # CLI flag when not --name-with-dashes
     short: str | None = None         # e.g. "-n"
+    off: str | None = None           # a boolean's "off" flag when not --no-<name>
 
     @property
     def cli_flag(self) -> str:
@@ -196,7 +197,7 @@ COUPLE = (
     Opt("shard_size", int, 50_000, "Pairs per shard file.", lo=1, hi=10**8),
     Opt("eval_chunk", int, 1024, "Rows per model call (fixed, so pairs do not depend on the "
         "batch size).", lo=1, hi=10**6),
-    Opt("use_ema", bool, True, "Use the teacher's EMA weights."),
+    Opt("use_ema", bool, True, "Use the teacher's EMA weights.", off="--no-ema"),
     Opt("metrics_subsample", int | None, None, "Track path metrics on the first N pairs only.",
         lo=1, hi=10**10),
     Opt("ot_subsample", int, 1000, "Pairs (the first by index) for the exact OT cost.",
@@ -226,7 +227,7 @@ EVAL = (
         hi=20_000),
     Opt("image_w2_subsample", int, 500, "Images: W2 in pixel space on this many.", lo=2,
         hi=100_000),
-    Opt("use_ema", bool, True, "Evaluate the EMA weights."),
+    Opt("use_ema", bool, True, "Evaluate the EMA weights.", off="--no-ema"),
     Opt("fid_weights", str | None, None, "Local safetensors of torchvision's inception_v3."),
     Opt("guidance", str, "1", "Conditional models: comma-separated guidance weights to "
         "evaluate (the first, or 1 when listed, leads the tables)."),

@@ -22,7 +22,7 @@ from typing import Callable
 from . import checkpoint as ckpt
 from . import io, presets, stages
 from .checkpoint import Checkpoint
-from .compare import compare
+from .comparison import compare
 from .errors import UserError
 from .training import make_accelerator
 

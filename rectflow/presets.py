@@ -39,6 +39,12 @@ PRESETS: dict[str, dict] = {
                "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
                "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
                            "reference_atol": 1e-3}},
+    # rf1, rf2 and the student at batch 512; benchmarks/meanflow_vs_distill.py adds MeanFlow
+    # from scratch and on pairs2 at the same total of training steps (teachers' included)
+    "moons-meanflow": {"data": "moons", "train": {"steps": 1500, "batch_size": 512},
+                       "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
+                       "distill": {"steps": 1000, "batch_size": 512},
+                       "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},
     # class-conditional digits: labels through every stage, pairs solved with guidance 1.5
     # (baked into rf2, rf3 and the student), compared at guidance 0, 1 and 2
     "digits-cond": {"data": "digits", "model": {"width": 16},

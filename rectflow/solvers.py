@@ -6,6 +6,13 @@ step to an ``observer(t, dt, z, v)`` — the state ``z`` at the start of the ste
 ``v`` evaluated there — so metrics stream without keeping the trajectory. ``record=True`` keeps
 the states at every grid point instead.
 
+Interval velocities. A velocity may also take the end of the step, ``velocity(x, t, t_end)``,
+and say so with the attribute ``velocity.interval = True`` (a MeanFlow model's velocity does):
+its value is then the average velocity over [t, t_end], and ``euler`` steps with it, so a
+k-step Euler solve is the model's own k interval steps ``z' = z + (t_end - t) u(z, t, t_end)``
+(the observer gets that u). Every other method, and ``velocity(x, t)``, use the instantaneous
+velocity. :func:`chunked` keeps the attribute.
+
 Methods: ``euler`` (order 1), ``heun`` (2), ``rk4`` (4) on any increasing time grid from 0 to 1,
 and ``dopri5``, adaptive Dormand-Prince 5(4) with ``rtol``/``atol``, which steps every sample
 with its own step size (rows sit at different times; a model gets t of shape [B]), so a
@@ -69,17 +76,23 @@ def chunked(velocity: Velocity, chunk: int) -> Velocity:
     with the same number of rows makes each sample's result independent of how many samples
     are solved together, so stored pairs are byte-identical for any ``--batch-size``.
     """
-    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def pad(a: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.cat([a, a.new_zeros((chunk - n, *a.shape[1:]))]) if n < chunk else a
+
+    def v(x: torch.Tensor, t: torch.Tensor, t_end: torch.Tensor | None = None) -> torch.Tensor:
         outs = []
         for i in range(0, x.shape[0], chunk):
-            xs, ts = x[i:i + chunk], t[i:i + chunk]
-            n = xs.shape[0]
-            if n < chunk:
-                xs = torch.cat([xs, xs.new_zeros((chunk - n, *xs.shape[1:]))])
-                ts = torch.cat([ts, ts.new_zeros(chunk - n)])
-            outs.append(velocity(xs, ts)[:n])
+            n = x[i:i + chunk].shape[0]
+            args = [pad(a[i:i + chunk], n) for a in (x, t, t_end) if a is not None]
+            outs.append(velocity(*args)[:n])
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+    v.interval = is_interval(velocity)
     return v
+
+
+def is_interval(velocity) -> bool:
+    """Whether ``velocity`` also takes the step's end, ``velocity(x, t, t_end)``."""
+    return bool(getattr(velocity, "interval", False))
 
 
 def _fixed_step(method: str, f, z: torch.Tensor, t: float, dt: float, v0: torch.Tensor):
@@ -225,7 +238,8 @@ def solve(velocity: Velocity, x0: torch.Tensor, method: str = "euler", steps: in
     """Integrate dx/dt = velocity(x, t) from t=0 at ``x0`` to t=1.
 
     Fixed-step methods use ``grid`` if given (any strictly increasing list from 0 to 1), else
-    ``steps`` uniform steps. ``dopri5`` ignores both and adapts each sample's steps to
+    ``steps`` uniform steps; ``euler`` with an interval velocity (module docstring) takes the
+    model's interval steps. ``dopri5`` ignores both and adapts each sample's steps to
     ``rtol``/``atol``; it stops with :class:`SolverError` on a non-finite state, a step size
     below the floor of the dtype, or more than ``max_nfe`` evaluations for one sample.
     """
@@ -235,16 +249,19 @@ def solve(velocity: Velocity, x0: torch.Tensor, method: str = "euler", steps: in
             raise SolverError("x0 has non-finite values (nan/inf)")
         return _dopri5(velocity, x0, rtol, atol, observer, record, max_nfe)
     batch = x0.shape[0]
+    interval = method == "euler" and is_interval(velocity)
 
-    def f(x, t):
-        return velocity(x, torch.full((batch,), t, dtype=x.dtype, device=x.device))
+    def f(x, t, t_end=None):
+        def full(s):
+            return torch.full((batch,), s, dtype=x.dtype, device=x.device)
+        return velocity(x, full(t)) if t_end is None else velocity(x, full(t), full(t_end))
 
     times = check_grid(grid) if grid is not None else uniform_grid(steps)
     z, nfe = x0, 0
     states = [z] if record else None
     for t, t_next in zip(times, times[1:]):
         dt = t_next - t
-        v0 = f(z, t)
+        v0 = f(z, t, t_next if interval else None)
         if observer is not None:
             observer(t, dt, z, v0)
         z, extra = _fixed_step(method, f, z, t, dt, v0)

@@ -16,13 +16,14 @@ from typing import Callable
 import torch
 
 from . import checkpoint as ckpt, conditioning as cond, io
+from .io.stage import check_output, write_stage, writable_file
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS
 from .data import Normalization, data_spec, load_dataset
 from .data.pairs import PairsDataset
-from .errors import CheckpointError, OptionError, StageInterrupted, UserError
+from .errors import CheckpointError, OptionError, UserError
 from .evaluation import noise, stage_report
-from .models import build_model, custom_config, default_model_config
+from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
 from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
@@ -33,47 +34,6 @@ from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
 Options = TrainConfig | dict | None
-
-
-# ---------------------------------------------------------------------------- output folders
-def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
-                 resume: bool = False) -> Path:
-    """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
-    touches nothing, so a refused run leaves earlier output as it was."""
-    return io.check_output(out, inputs=[p for p in inputs if p is not None],
-                           overwrite=overwrite, kind=kind, resume=resume)
-
-
-def writable_file(path: Path) -> None:
-    """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
-    parent = Path(os.path.abspath(path)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {path}: {parent} is not writable")
-
-
-def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
-    """``run(folder)`` with ``out`` locked against other writers. With ``overwrite`` the new
-    run is written beside the old one and swapped in when it completes (or when it is
-    interrupted, so it can be resumed); until then the old run is intact."""
-    main = acc.is_main_process
-    with io.FolderLock(out, is_main=main):
-        if overwrite and not resume:
-            if not main:
-                acc.wait_for_everyone()
-                return run(io.sibling(out, "new"))
-            with io.staged_output(out, kind, overwrite=True,
-                                  commit_on=(StageInterrupted,)) as work:
-                acc.wait_for_everyone()
-                result = run(work)
-            return result
-        if main:
-            io.ensure_output(out, kind, resume=resume)
-        acc.wait_for_everyone()
-        return run(out)
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -104,13 +64,21 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
                        where=("options", "saved run", "config file"))
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss")
+    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
+                         "pair_drop")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
                         "change them")
     card.train = cfg.to_json()
     return cfg
+
+
+def batch_bytes(rows: int, shape) -> int:
+    """A coarse lower bound of the memory one training micro-batch needs: pairs, interpolant,
+    prediction, target and their gradients, in float32 (the network's activations come on
+    top). Enough to refuse a size that can never fit, before anything is allocated."""
+    return 8 * rows * math.prod(shape) * 4
 
 
 def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
@@ -163,6 +131,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     else:
         cfg = train_config("train", _given(options), file_options,
                            where=("options", "config file"))
+        if cfg.pair_drop > 0:
+            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         if coupling not in COUPLINGS:
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels)
@@ -171,12 +141,17 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, **(model or {}), **sizes)
+            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}),
+                                             **sizes)
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
-                       normalization=dataset.normalization.to_json(), **labelled)
+                       normalization=dataset.normalization.to_json(), **labelled,
+                       sample={"solver": "euler",
+                               "steps": 1 if cfg.objective == "meanflow" else 100})
+    io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
+                  f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     source = cond.train_source(card, dataset, cfg)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
@@ -219,11 +194,12 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
     if tuple(teacher.shape) != tuple(pd.shape):
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
-    net = teacher.load_model(ema=init_ema, module=module)
     tc = teacher.card
+    net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
+                                   lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
     card = RunCard(
-        stage=stage, data=tc.data, shape=list(pd.shape), model=tc.model, train=cfg.to_json(),
+        stage=stage, data=tc.data, shape=list(pd.shape), model=model_cfg, train=cfg.to_json(),
         seed=cfg.seed, round=pairs_round + 1 if stage == "reflow" else pairs_round,
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
@@ -232,10 +208,12 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": sample_steps}, heldout=tc.heldout, **extra,
-        **cond.inherited(tc, pd.manifest))
+        sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
+        heldout=tc.heldout, **extra, **cond.inherited(tc, pd.manifest))
     card.train["conditional"] = card.conditional   # followed from the teacher, not an option
     source = cond.pairs_source(card, pd, cfg)
+    if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
+        card.parent["pair_filter"] = source.filter
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
                       evaluate, eval_n)
 
@@ -292,6 +270,10 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
     weights = teacher.weights_path(cfg.use_ema)
     out = Path(out)
     plan = make_plan(cfg, ckpt.sha256_file(weights))
+    shard = min(cfg.shard_size, cfg.n) * math.prod(teacher.shape) * 4
+    io.check_fits(3 * shard + 4 * cfg.batch_size * math.prod(teacher.shape) * 4,
+                  f"coupling with shard_size {min(cfg.shard_size, cfg.n)} and batch_size "
+                  f"{cfg.batch_size}")
     acc = make_accelerator()
     check_output(out, "pairs", [teacher.path], overwrite, resume=not overwrite and out.is_dir())
     state = "new" if overwrite else check_plan(out, plan)

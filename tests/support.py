@@ -43,6 +43,12 @@ def small_pairs(teacher: Path, out: Path, n: int = 1024, shard_size: int = 256) 
     return out
 
 
+def flags(**kw) -> list[str]:
+    """Training options as CLI flags (``steps`` is ``--train-steps`` on the command line)."""
+    return [a for k, v in kw.items()
+            for a in ("--train-steps" if k == "steps" else f"--{k.replace('_', '-')}", str(v))]
+
+
 def edit_json(path: Path, **changes) -> None:
     """Rewrite keys of a JSON file in place; ``a__0__b=v`` sets ``obj["a"][0]["b"] = v``."""
     obj = json.loads(path.read_text())

@@ -211,6 +211,8 @@ CASES = [
     ("sample-n-too-large", ["sample", "--ckpt", "ck", "--out", "s.npy", "-n", "10000000000"],
      "needs"),
     ("distill-k-huge", ["distill", "--pairs", "pairs", "--out", "d", "--k", "1000000000"], "k"),
+    ("train-batch-too-large", ["train", "--data", "pics", "--out", "x", "--batch-size",
+                               "10000000"], "needs"),
 ]
 
 
@@ -222,7 +224,7 @@ def test_the_table_covers_every_command():
     from rectflow.cli.main import app
     commands = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert commands <= {_values(c)[1][0] for c in CASES}, "a command has no bad-input case"
-    assert len(CASES) >= 90
+    assert len(CASES) >= 95
 
 
 @pytest.mark.parametrize("case,argv,word", CASES, ids=[_values(c)[0] for c in CASES])

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from rectflow import report, stages
-from rectflow.compare import compare, find_checkpoints
+from rectflow.comparison import compare, find_checkpoints
 from rectflow.errors import UserError
 from rectflow.evaluation import EvalConfig
 from rectflow.pairgen import CoupleConfig
@@ -49,7 +49,7 @@ def test_compare_writes_tables_and_pictures(rounds, tmp_path):
     rows = list(csv.DictReader(io.StringIO((out / "compare.csv").read_text())))
     assert [r["model"] for r in rows] == ["rf1", "rf2"] and float(rows[0]["w2_steps1"]) > 0
     md = (out / "compare.md").read_text().splitlines()
-    assert md[0].startswith("| model") and len(md) == 4
+    assert md[0].startswith("| model") and len(md) == 5   # two models and the noise floor
     for name in ("trajectories.png", "straightness.png", "quality.png"):
         assert_picture(out / name)
     # both checkpoints got a report with the same noise/reference arguments, and its weights

@@ -27,14 +27,13 @@ from rectflow.models import build_model, default_model_config
 from rectflow.records import RunCard
 from rectflow.training import TrainConfig, fit
 
-from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, cli_cmd,
+from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, cli_cmd, flags,
                      log_records, max_weight_diff, point_cloud, small_pairs, subprocess_env,
                      tiny_checkpoint)
 
 STEPS = 96
 LOOP = dict(steps=STEPS, batch_size=64, save_every=4, log_every=2)
-FLAGS = [a for k, v in LOOP.items()
-         for a in ("--train-steps" if k == "steps" else f"--{k.replace('_', '-')}", v)]
+FLAGS = flags(**LOOP)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +47,13 @@ def inputs(tmp_path_factory):
         "train": (["train", "--data", data, "--hidden", TINY_MODEL["hidden"], "--depth",
                    TINY_MODEL["depth"], "--lr", "1e-2", "--warmup", 0, *FLAGS],
                   lambda out: stages.train(out, str(data), model=TINY_MODEL, options=train_cfg,
-                                           evaluate=False)),
+                                           evaluate=False).path),
         "reflow": (["reflow", "--pairs", pairs, *FLAGS],
                    lambda out: stages.reflow(pairs, out, evaluate=False,
-                                             options=replace(stages.reflow_defaults(), **LOOP))),
+                                             options=replace(stages.reflow_defaults(), **LOOP)).path),
         "distill": (["distill", "--pairs", pairs, *FLAGS],
                     lambda out: stages.distill(pairs, out, evaluate=False,
-                                               options=replace(stages.distill_defaults(), **LOOP))),
+                                               options=replace(stages.distill_defaults(), **LOOP)).path),
     }
 
 

@@ -16,15 +16,11 @@ from rectflow import stages
 from rectflow.checkpoint import Checkpoint, latest_snapshot
 from rectflow.training import TrainConfig
 
-from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, log_records,
+from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, flags, log_records,
                      max_weight_diff, point_cloud, small_pairs, subprocess_env, tiny_checkpoint,
                      torchrun_cmd)
 
 TRAIN = dict(steps=80, batch_size=256, lr=1e-2, warmup=0, save_every=40, log_every=10)
-
-
-def flags(**kw) -> list[str]:
-    return [a for k, v in kw.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def launch(tmp_path, *argv) -> subprocess.CompletedProcess:

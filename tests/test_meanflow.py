@@ -24,7 +24,7 @@ from rectflow.objectives.meanflow import (MeanFlow, average_velocity_and_derivat
                                           sample_steps)
 from rectflow.path import TimeDist, interpolate
 from rectflow.seeding import generator
-from rectflow.solvers import solve
+from rectflow.solvers import chunked, solve
 
 M, S = 2.0, 0.5
 
@@ -173,11 +173,22 @@ def test_velocity_and_steps_use_the_model_as_documented():
     net = Net(dim=2)
     obj = MeanFlow()
     x0 = torch.randn(8, 2, generator=generator(5))
-    sol = solve(obj.velocity(net), x0, "euler", steps=2)
+    v = obj.velocity(net)
+    sol = solve(v, x0, "euler", steps=2)
     with torch.no_grad():
-        x = x0 + 0.5 * net(x0, torch.zeros(8), r=torch.zeros(8))
-        x = x + 0.5 * net(x, torch.full((8,), 0.5), r=torch.full((8,), 0.5))
+        assert torch.equal(sol.x, sample_steps(net, x0, 2).x)   # Euler takes interval steps
+        x = x0 + 0.5 * net(x0, torch.full((8,), 0.5), r=torch.zeros(8))
+        x = x + 0.5 * net(x, torch.ones(8), r=torch.full((8,), 0.5))
         assert torch.allclose(sol.x, x)
+        # v(x, t) is the instantaneous velocity u(x, t, t): what heun, rk4 and dopri5 use
+        assert torch.equal(v(x0, torch.full((8,), 0.3)),
+                           net(x0, torch.full((8,), 0.3), r=torch.full((8,), 0.3)))
+        heun = solve(v, x0, "heun", steps=1).x
+        k1 = net(x0, torch.zeros(8), r=torch.zeros(8))
+        k2 = net(x0 + k1, torch.ones(8), r=torch.ones(8))
+        assert torch.allclose(heun, x0 + 0.5 * (k1 + k2))
+        chunked_sol = solve(chunked(v, 3), x0, "euler", steps=2)
+        assert torch.allclose(chunked_sol.x, sol.x, atol=1e-6)
         one = sample_steps(net, x0, 1)
         assert one.nfe == 1 and one.times == [0.0, 1.0]
         assert torch.allclose(one.x, x0 + net(x0, torch.ones(8), r=torch.zeros(8)))
@@ -229,7 +240,10 @@ def test_short_training_learns_the_curved_one_step_map():
         sched.step()
     z0 = torch.randn(2000, 1, generator=generator(1, "eval"))
     err = float((sample_steps(net, z0, 1).x - (M + S * z0)).pow(2).mean().sqrt())
-    euler = float((solve(obj.velocity(ExactGaussian()), z0, "euler", steps=1).x
+    exact = obj.velocity(ExactGaussian())
+    euler = float((solve(lambda x, t: exact(x, t), z0, "euler", steps=1).x
                    - (M + S * z0)).pow(2).mean().sqrt())
     assert abs(euler - S) < 0.05          # the exact field's one Euler step really collapses
+    one = solve(exact, z0, "euler", steps=1).x   # its one interval step is the exact map
+    assert float((one - (M + S * z0)).abs().max()) < 1e-5
     assert err < 0.25, err

@@ -24,7 +24,8 @@ steps = 20
 batch_size = 256
 [compare]
 n = 256
-nfes = [1, 2, 4]
+steps = [1, 2, 4]
+seeds = 2
 path_steps = 16
 reference_rtol = 1e-3
 reference_atol = 1e-3
@@ -48,7 +49,8 @@ def test_run_writes_every_stage_and_a_comparison(tiny_run):
     for m in ("rf1", "rf2", "rf3", "distill"):
         cfg = json.loads((run / m / "config.json").read_text())
         assert cfg["complete"] is True and (run / m / "ema.safetensors").is_file()
-        assert json.loads((run / m / "eval.json").read_text())["args"]["n"] == 256
+        report = json.loads((run / "compare" / "evals" / f"{m}.json").read_text())
+        assert report["args"]["n"] == 256 and report["seeds"] == [0, 1]
     for p in ("pairs1", "pairs2"):
         assert json.loads((run / p / "manifest.json").read_text())["n"] == 1024
     assert [c["round"] for c in lineage(run / "rf3")] == [1, 2, 3]
@@ -63,8 +65,9 @@ def test_run_writes_every_stage_and_a_comparison(tiny_run):
     assert all(s["status"] == "ran" and s["seconds"] > 0 for s in record["stages"].values())
     result = json.loads((run / "compare" / "compare.json").read_text())
     assert [(r["name"], r["round"]) for r in result["rows"]] == \
-        [("rf1", 1), ("rf2", 2), ("rf3", 3), ("distill", 3)]
-    assert len((run / "compare" / "compare.md").read_text().splitlines()) == 2 + 4
+        [("rf1", 1), ("rf2", 2), ("rf3", 3), ("distill", 2)]   # distilled from round-2 pairs
+    assert "initialised from round 3" in result["rows"][3]["lineage_text"]
+    assert len((run / "compare" / "compare.md").read_text().splitlines()) == 2 + 4 + 1  # + floor
     assert len((run / "compare" / "compare.csv").read_text().splitlines()) == 1 + 4
     for pic in ("trajectories.png", "straightness.png", "quality.png"):
         assert (run / "compare" / pic).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -97,9 +100,9 @@ def test_rerun_skips_complete_stages_and_continues_an_interrupted_one(cli, tiny_
 
 @pytest.mark.parametrize("text, words", [
     ("[train]\nstepz = 5\n", "[train] has no option 'stepz'"),
-    ("[train]\nsteps = '500'\n", "[train] steps must be an integer"),
-    ("[couple]\nn = 1.5\n", "[couple] n must be an integer"),
-    ("[reflow]\ntime_dist = 'sideways'\n", "unknown time distribution"),
+    ("[train]\nsteps = '500'\n", "[train] steps must be a whole number"),
+    ("[couple]\nn = 1.5\n", "[couple] n must be a whole number"),
+    ("[reflow]\ntime_dist = 'sideways'\n", "time_dist must be one of uniform"),
     ("[bogus]\nx = 1\n", "unknown key 'bogus'"),
     ("[train\n", "not valid TOML"),
 ])

@@ -129,25 +129,56 @@ class StoredPairs:
     """Pairs streamed from a :class:`PairsDataset` for training, shuffled across and within
     shards: each epoch visits the shards in a seeded order, ``window`` shards at a time, and
     shuffles the pairs inside each window. Memory is ``window`` shards, whatever the size of
-    the dataset. Batch ``i`` is addressed by position, so resuming needs no saved state."""
+    the dataset. Batch ``i`` is addressed by position, so resuming needs no saved state.
 
-    def __init__(self, pairs: PairsDataset, seed: int, window: int = 4):
+    ``drop`` > 0 leaves out the share ``drop`` of pairs whose endpoints are farthest apart
+    (||x1 - x0||, Re-MeanFlow's filter): the distances of all pairs are collected once,
+    streaming over the shards, and cut once (:func:`~rectflow.objectives.meanflow.keep_mask`,
+    ties by index), so exactly ``floor(drop * n)`` pairs are dropped whatever the seed, the
+    window or the number of processes. :attr:`filter` records the cut."""
+
+    def __init__(self, pairs: PairsDataset, seed: int, window: int = 4, drop: float = 0.0):
         self.pairs, self.seed, self.window = pairs, seed, max(1, window)
         self.shape = pairs.shape
-        self.counts = [int(s["count"]) for s in pairs.shards]
+        self.keep: list[torch.Tensor] | None = None
+        self.filter: dict | None = None
+        if drop > 0:
+            self._cut(drop)
+        self.counts = ([int(s["count"]) for s in pairs.shards] if self.keep is None else
+                       [int(k.sum()) for k in self.keep])
+        self.n = sum(self.counts)
         self.keys = ("x0", "x1", "y") if pairs.labelled else ("x0", "x1")
         self._key = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _cut(self, drop: float) -> None:
+        from ..objectives.meanflow import keep_mask, pair_distances
+        dist = torch.cat([pair_distances(t["x0"], t["x1"])
+                          for t in map(self.pairs.read_shard, range(len(self.pairs.shards)))])
+        keep = keep_mask(dist, drop)
+        sizes = [int(s["count"]) for s in self.pairs.shards]
+        self.keep = list(keep.split(sizes))
+        dropped = dist[~keep]
+        self.filter = {"drop": drop, "dropped": int(dropped.numel()), "kept": int(keep.sum()),
+                       "threshold": float(dropped.min()) if dropped.numel() else None,
+                       "max_kept": float(dist[keep].max())}
 
     def _epoch_windows(self, epoch: int) -> list[list[int]]:
         order = torch.randperm(len(self.counts), generator=generator(self.seed, "shards", epoch))
         order = order.tolist()
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
+    def _read(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Shard ``i``'s columns (x0, x1 and, when labelled, y), filtered when ``drop``."""
+        t = self.pairs.read_shard(i)
+        if self.keep is None:
+            return tuple(t[k] for k in self.keys)
+        return tuple(t[k][self.keep[i]] for k in self.keys)
+
     def _load_window(self, epoch: int, w: int, shards: list[int]):
         if self._key != (epoch, w):
-            parts = [self.pairs.read_shard(i) for i in shards]
-            cols = [torch.cat([p[k] for p in parts]) for k in self.keys]
+            parts = [self._read(i) for i in shards]
+            cols = [torch.cat([p[k] for p in parts]) for k in range(len(self.keys))]
             perm = torch.randperm(cols[0].shape[0],
                                   generator=generator(self.seed, "window", epoch, w))
             self._cache, self._key = tuple(c[perm] for c in cols), (epoch, w)
@@ -157,7 +188,7 @@ class StoredPairs:
         pos, end = index * size, (index + 1) * size
         cols: list[list[torch.Tensor]] = [[] for _ in self.keys]
         while pos < end:
-            epoch, off = divmod(pos, self.pairs.n)
+            epoch, off = divmod(pos, self.n)
             for w, shards in enumerate(self._epoch_windows(epoch)):
                 wsize = sum(self.counts[i] for i in shards)
                 if off < wsize:

@@ -3,9 +3,15 @@
 A config is ``{"type": "mlp" | "unet", **kwargs}``; :func:`build_model` is its only reader.
 A model of the user's own class is recorded as ``{"type": "custom", "class": "pkg.mod:Name"}``
 and is never rebuilt from JSON (nothing is imported from a file): loading it needs an instance.
+
+``"interval": true`` builds an average-velocity model ``model(x, t, r=r)`` (the meanflow
+objective); a config without the key builds exactly the network it always did.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
 from torch import nn
 
 from ..errors import CheckpointError
@@ -56,8 +62,10 @@ def build_model(config: dict) -> nn.Module:
         raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
 
 
-def default_model_config(shape: tuple[int, ...], **overrides) -> dict:
-    """A sensible model for data of this shape: an MLP for vectors, a U-Net for images."""
+def default_model_config(shape: tuple[int, ...], objective: str | None = None,
+                         **overrides) -> dict:
+    """A sensible model for data of this shape: an MLP for vectors, a U-Net for images; with
+    an interval input (r=) when ``objective`` is ``"meanflow"``."""
     if len(shape) == 1:
         cfg = {"type": "mlp", "dim": shape[0], "hidden": 256, "depth": 3, "time_embed": 32,
                "act": "silu", "time_scale": DEFAULT_TIME_SCALE}
@@ -72,5 +80,49 @@ def default_model_config(shape: tuple[int, ...], **overrides) -> dict:
                "time_scale": DEFAULT_TIME_SCALE}
     else:
         raise CheckpointError(f"no default model for data of shape {list(shape)}")
+    if objective == "meanflow":
+        cfg["interval"] = True
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg
+
+
+# ------------------------------------------------------------------------- interval input
+INTERVAL_PARAMS = ("gap.", "gap_mlp.")   # the only parameters interval=True adds
+
+
+def interval_config(config: dict) -> dict:
+    """The config of the same built-in network with an interval input (``r=``)."""
+    if config.get("type") not in MODEL_TYPES:
+        raise CheckpointError("only rectflow's own models (mlp, unet) get an interval input; "
+                              "your own class must accept r= itself")
+    return {**config, "interval": True}
+
+
+def load_into_interval(module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a flow model's weights ``state`` into the same network built with
+    ``interval=True``: every tensor but the interval input's, which keeps its zero start, so
+    the result computes u(x, r, t) = v(x, r) (one Euler step of the flow from r)."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    extra = [k for k in missing if not k.startswith(INTERVAL_PARAMS)]
+    if extra or unexpected:
+        raise CheckpointError(f"the weights do not fit this interval model: missing "
+                              f"{extra[:3]}, unexpected {list(unexpected)[:3]}")
+    return module
+
+
+def student_model(teacher, ema: bool, objective: str, module: nn.Module | None,
+                  build: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:
+    """The network a stage trained on ``teacher``'s pairs starts from, and its config: the
+    teacher's (EMA) weights; for the meanflow objective and a built-in flow teacher, the same
+    network with an interval input (``build(config)`` makes it with its seeded
+    initialisation), so the student starts as one Euler step of the teacher from r.
+    ``teacher`` is a :class:`~rectflow.checkpoint.Checkpoint`."""
+    card = teacher.card
+    if module is not None or objective != "meanflow" or card.model.get("interval") \
+            or card.is_custom:
+        return teacher.load_model(ema=ema, module=module), card.model
+    from ..records.files import load_tensors
+    config = interval_config(card.model)
+    path = teacher.weights_path(ema)
+    card.check_weights(path)
+    return load_into_interval(build(config), load_tensors(path)), config

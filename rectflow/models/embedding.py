@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 LEGACY_TIME_SCALE = 1000.0
 DEFAULT_TIME_SCALE = 1.0
 MAX_PERIOD = 10000.0
@@ -42,6 +44,21 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         args = self.time_scale * t.float()[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+def interval_times(t: torch.Tensor, r: torch.Tensor | None, interval: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The times an interval model embeds for ``model(x, t, r=r)``: the start ``r`` (the time
+    of ``x``) and the length ``t - r``. Without ``r`` the interval is empty (r = t): the
+    instantaneous velocity at t. A model built without ``interval`` takes no ``r``."""
+    if not interval:
+        if r is not None:
+            raise UserError("this model has no interval input (r=); build it with "
+                            "interval=True to train an average-velocity (meanflow) model")
+        return t, None
+    if r is None:
+        return t, torch.zeros_like(t)
+    return r, t - r
 
 
 class LabelEmbedding(nn.Module):

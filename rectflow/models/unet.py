@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, LabelEmbedding, TimeEmbedding, no_labels
+from .embedding import (LEGACY_TIME_SCALE, MAX_PERIOD, LabelEmbedding, TimeEmbedding,
+                        interval_times, no_labels)
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -83,13 +84,19 @@ class UNet(nn.Module):
     ``time_scale``/``max_period`` default to the legacy time features (see ``embedding``).
     With ``num_classes`` a label embedding is added to the time embedding, so every block is
     conditioned on both (``y=None`` is the "no label" class).
+
+    ``interval=True`` makes it an average-velocity model ``u(x, t, r=r)`` over [r, t]: the time
+    MLP reads the start r, and a second MLP of the length t - r (``gap_mlp``, whose last layer
+    starts at zero) is added to its output; a new interval model thus computes v(x, r), and a
+    flow model's weights load into it unchanged.
     """
 
     def __init__(self, channels: int, resolution: int, width: int = 32,
                  mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] | list[int] = (), dropout: float = 0.0,
                  time_embed: int = 64, time_scale: float = LEGACY_TIME_SCALE,
-                 max_period: float = MAX_PERIOD, num_classes: int | None = None):
+                 max_period: float = MAX_PERIOD, interval: bool = False,
+                 num_classes: int | None = None):
         super().__init__()
         levels = len(mults)
         if levels == 0:
@@ -110,6 +117,12 @@ class UNet(nn.Module):
         self.embed = TimeEmbedding(time_embed, max_period, time_scale)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label = LabelEmbedding(num_classes, emb) if num_classes else None
+        self.interval = bool(interval)
+        if self.interval:
+            self.gap_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(),
+                                         nn.Linear(emb, emb))
+            nn.init.zeros_(self.gap_mlp[-1].weight)
+            nn.init.zeros_(self.gap_mlp[-1].bias)
         self.stem = nn.Conv2d(channels, width, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -140,9 +153,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        emb = self.time_mlp(self.embed(t).to(x.dtype))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        start, gap = interval_times(t, r, self.interval)
+        emb = self.time_mlp(self.embed(start).to(x.dtype))
+        if gap is not None:
+            emb = emb + self.gap_mlp(self.embed(gap).to(x.dtype))
         if self.label is None:
             no_labels(y)
         else:

@@ -16,7 +16,10 @@ forward in time. Let z_s be a solution of dz/ds = v(z_s, s). For 0 <= r <= t <= 
 with u(x, r, r) = v(x, r). The network is evaluated at the point a step **starts from**, x = z_r,
 and is called ``model(x, t, r=r)``: ``r`` is the interval start (the time of ``x``), the
 positional ``t`` the interval end. One step is ``z_t = z_r + (t - r) * model(z_r, t, r=r)``;
-one-step generation is ``x0 + model(x0, 1, r=0)``.
+one-step generation is ``x0 + model(x0, 1, r=0)``. :meth:`MeanFlow.velocity` hands the
+solvers an *interval velocity*, so ``solve(..., "euler", steps=k)`` (and with it ``sample``,
+``couple``, ``eval`` and ``compare``) takes exactly these k interval steps; heun, rk4 and dopri5
+integrate the instantaneous velocity u(x, t, t).
 
 The identity (derivation in this convention)
 ---------------------------------------------
@@ -52,7 +55,8 @@ Defaults and where they come from
   p = 0 and r = t the loss equals rectflow's L2 flow loss; eps is then per element.
 * ``drop`` (default 0): the share of pairs with the largest ||x1 - x0|| that the pair source
   should drop (Re-MeanFlow drops about 10 %). It is recorded here and applied where the pairs are
-  read, with :func:`filter_pairs_by_distance`; :meth:`MeanFlow.loss` never drops anything.
+  read (:class:`rectflow.data.pairs.StoredPairs`, one cut over the whole pairs set with
+  :func:`keep_mask`); :meth:`MeanFlow.loss` never drops anything.
 """
 from __future__ import annotations
 
@@ -150,9 +154,14 @@ class MeanFlow(Objective):
         return err / (err.detach() + self.eps).pow(self.power)
 
     def velocity(self, model: torch.nn.Module, **cond) -> Velocity:
-        """The instantaneous velocity v(x, t) = u(x, t, t), for every solver and metric."""
-        def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return model(x, t, r=t, **cond)
+        """An interval velocity (see :mod:`rectflow.solvers`): ``v(x, t)`` is the
+        instantaneous velocity u(x, t, t), for every solver and metric, and ``v(x, t, t_end)``
+        the average velocity over [t, t_end] from x at t, which fixed-grid Euler steps with:
+        k Euler steps of it are the model's own k interval steps (:func:`sample_steps`)."""
+        def v(x: torch.Tensor, t: torch.Tensor, t_end: torch.Tensor | None = None
+              ) -> torch.Tensor:
+            return model(x, t if t_end is None else t_end, r=t, **cond)
+        v.interval = True
         return v
 
     def to_json(self) -> dict:

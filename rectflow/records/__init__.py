@@ -4,6 +4,8 @@
 * :class:`PairsPlan`, :class:`PairsManifest` -- a coupling dataset's ``plan.json`` and
   ``manifest.json``;
 * :class:`EvalReport` -- ``eval.json``, the evaluation of one model;
+* :class:`Comparison`, :class:`RunLog`, :class:`ResolvedRun` -- ``compare.json``, and the
+  ``run.json`` / ``resolved.json`` of ``rectflow run``;
 * :mod:`.files` -- atomic, pickle-free reading and writing.
 
 Every file carries ``format`` and ``version``; a newer version is refused with one line.
@@ -13,7 +15,9 @@ from .files import (atomic_write_bytes, atomic_write_json, load_tensors, read_js
                     save_tensors, sha256_file)
 from .manifest import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name
 from .report import EvalReport
+from .run import Comparison, ResolvedRun, RunLog
 
-__all__ = ["RunCard", "PairsManifest", "PairsPlan", "Shard", "EvalReport", "versions",
+__all__ = ["RunCard", "PairsManifest", "PairsPlan", "Shard", "EvalReport", "Comparison",
+           "ResolvedRun", "RunLog", "versions",
            "shard_name", "sidecar_name", "atomic_write_bytes", "atomic_write_json",
            "load_tensors", "read_json", "save_tensors", "sha256_file"]

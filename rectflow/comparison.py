@@ -29,7 +29,7 @@ from .errors import UserError
 from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint, noise,
                          reference_data)
 from .options import EvalConfig
-from .records import EvalReport
+from .records import Comparison, EvalReport
 from .solvers import solve
 from .stages import lineage
 
@@ -228,7 +228,7 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
         emit({"event": "progress", "done": (i + 1) * per_eval})
         evals.append(ev)
     metrics = list(evals[0].metrics)
-    result = {"format": "rectflow/compare", "version": 2, "data": spec,
+    result = {"data": spec,
               "args": cfg.to_json(), "metrics": metrics,
               "metric_notes": {k: METRIC_NOTES[k] for k in (*metrics, *PATH_KEYS)},
               "primary_metric": evals[0].primary_metric,
@@ -258,7 +258,7 @@ def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
                                 conditional_report.csv(result).encode())
     fh, fr = flat_table(result)
     ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
-    ckpt.atomic_write_json(out / "compare.json", result)
+    Comparison(**result).write(out)
 
 
 def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,

@@ -1,0 +1,50 @@
+"""How a stage writes its output folder: checked first, locked against other writers, and
+with ``overwrite`` written beside the old run and swapped in when it completes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import StageInterrupted, UserError
+from .folders import check_output as _check, ensure_output, sibling, staged_output
+from .lock import FolderLock
+
+
+def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
+                 resume: bool = False) -> Path:
+    """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
+    touches nothing, so a refused run leaves earlier output as it was."""
+    return _check(out, inputs=[p for p in inputs if p is not None],
+                           overwrite=overwrite, kind=kind, resume=resume)
+
+
+def writable_file(path: Path) -> None:
+    """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {path}: {parent} is not writable")
+
+
+def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):
+    """``run(folder)`` with ``out`` locked against other writers. With ``overwrite`` the new
+    run is written beside the old one and swapped in when it completes (or when it is
+    interrupted, so it can be resumed); until then the old run is intact."""
+    main = acc.is_main_process
+    with FolderLock(out, is_main=main):
+        if overwrite and not resume:
+            if not main:
+                acc.wait_for_everyone()
+                return run(sibling(out, "new"))
+            with staged_output(out, kind, overwrite=True,
+                                  commit_on=(StageInterrupted,)) as work:
+                acc.wait_for_everyone()
+                result = run(work)
+            return result
+        if main:
+            ensure_output(out, kind, resume=resume)
+        acc.wait_for_everyone()
+        return run(out)
