@@ -53,7 +53,8 @@ def print_result(result: dict, out: Path) -> None:
         c = result["conditional"]
         con.print(_rich(f"{result['data'].get('name')}: conditional, labels "
                         f"{c.get('labels')}; acc = {c.get('accuracy') or 'not measured'}",
-                        *conditional_report.table(c, result["args"]["steps"])))
+                        *conditional_report.table(c, sorted({min(result["args"]["steps"]),
+                                                             max(result["args"]["steps"])}))))
     for r in result["rows"]:
         if r.get("lineage_text"):
             con.print(f"{r['name']}: {r['lineage_text']}")

@@ -31,14 +31,6 @@ COUPLE_ARGS = ["-n", "700", "--solver", "rk4", "--steps", "4", "--shard-size", "
                "--eval-chunk", "64", "--seed", "5", "--guidance", "1.5", "--ot-subsample", "50"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     return tmp_path_factory.mktemp("conditional")
