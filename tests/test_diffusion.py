@@ -75,7 +75,7 @@ def test_vp_paths_off_centre_match_closed_form_and_bend_more_than_rf():
     obj = Diffusion()
     x0 = noise(2000, "straight")
     got = path_metrics(obj.velocity(exact_model(obj, m, s)), x0, "euler", steps,
-                       ot_subsample=2)["straightness"]
+                       ot_subsample=len(x0))["straightness"]
     # closed form on the same left Riemann sum: (z1 - z0) - v = (1 - alpha') m + (s - 1 - r') x0
     t = torch.arange(steps, dtype=torch.float64) / steps
     c = obj.coefficients(t)
@@ -91,7 +91,7 @@ def test_vp_paths_off_centre_match_closed_form_and_bend_more_than_rf():
         tb = t[:, None]
         var = tb**2 * s**2 + (1 - tb) ** 2
         return m + (tb * s**2 - (1 - tb)) / var * (x - tb * m)
-    rf_s = path_metrics(rf, x0, "euler", steps, ot_subsample=2)["straightness"]
+    rf_s = path_metrics(rf, x0, "euler", steps, ot_subsample=len(x0))["straightness"]
     assert got > 3 * rf_s                             # VP 2.13, RF 0.42 (measured)
 
 
@@ -164,8 +164,8 @@ def test_trained_on_moons_ode_and_ancestral_agree():
     ode = solve(obj.velocity(dm), x0, method="rk4", steps=100).x
     anc = obj.ancestral_sample(dm, noise(n, "moons-anc"), 1000, generator(3, "anc"))
     between, ode_ref, anc_ref = w2(ode, anc), w2(ode, ref), w2(anc, ref)
-    p_dm = path_metrics(obj.velocity(dm), x0, "euler", 100, ot_subsample=2)
-    p_rf = path_metrics(rf, x0, "euler", 100, ot_subsample=2)
+    p_dm = path_metrics(obj.velocity(dm), x0, "euler", 100, ot_subsample=n)
+    p_rf = path_metrics(rf, x0, "euler", 100, ot_subsample=n)
     s_dm, s_rf = p_dm["straightness"], p_rf["straightness"]
     print(f"floor {floor:.3f} ode-anc {between:.3f} ode-ref {ode_ref:.3f} "
           f"anc-ref {anc_ref:.3f} straightness diffusion {s_dm:.3f} rf {s_rf:.3f} transport "
