@@ -60,11 +60,13 @@ def _quiet_unless_main() -> None:
 
 
 def _resume_argv(argv: list[str] | None) -> list[str]:
-    """The command that continues an interrupted run: the same one, with --resume."""
+    """The command that continues an interrupted run: the same one, with --resume for the
+    training stages (``run`` and ``couple`` continue when rerun as they are)."""
     import shlex
     args = list(sys.argv[1:] if argv is None else argv)
+    reruns = bool(args) and args[0] in ("run", "couple")
     args = [a for a in args if a not in ("--overwrite", "--resume")]
-    return [shlex.quote(a) for a in args] + ["--resume"]
+    return [shlex.quote(a) for a in args] + ([] if reruns else ["--resume"])
 
 
 def run(command, argv: list[str] | None) -> int:
@@ -96,13 +98,17 @@ def run(command, argv: list[str] | None) -> int:
     except StageInterrupted as e:
         if debug:
             raise
-        hint = ("; to continue, rerun: rectflow " + " ".join(_resume_argv(argv))
-                if e.step else "")
+        args = list(sys.argv[1:] if argv is None else argv)
+        reruns = bool(args) and args[0] in ("run", "couple")
+        hint = ("; finished shards and stages are kept" if reruns else "") + \
+            ("; to continue, rerun: rectflow " + " ".join(_resume_argv(argv))
+             if e.step or reruns else "")
         print(f"rectflow: {_one_line(e)}{hint}", file=sys.stderr)
         return e.exit_code
     except _ABORT:
         print("rectflow: aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("rectflow: interrupted", file=sys.stderr)
+        print("rectflow: interrupted; what was finished is kept (a coupling dataset keeps its "
+              "finished shards): rerun the same command to continue", file=sys.stderr)
         return 130

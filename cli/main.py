@@ -11,10 +11,12 @@ from .compare import compare
 from .couple import couple
 from .errors import run
 from .eval import evaluate
+from .explore import explore
 from .reflow import distill, reflow
 from .run import run as run_pipeline
 from .sample import sample
 from .train import train
+from .transport import interpolate, invert, translate
 
 app = typer.Typer(
     name="rectflow",
@@ -34,7 +36,8 @@ def _version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False):
     """Rectified flows, reflow and distillation: train -> couple -> reflow -> distill."""
-for fn in (train, sample, couple, reflow, distill, compare, animate):
+for fn in (train, sample, couple, reflow, distill, compare, animate, explore, invert, translate,
+           interpolate):
     app.command()(fn)
 app.command(name="eval")(evaluate)
 app.command(name="run")(run_pipeline)

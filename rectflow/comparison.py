@@ -26,11 +26,12 @@ from . import conditional_report, io, report
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .errors import UserError
-from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint, noise,
+from .evaluation import (METRIC_NOTES, default_features_dir, evaluate_checkpoint,
                          reference_data)
 from .options import EvalConfig
 from .records import Comparison, EvalReport
 from .solvers import solve
+from .sources import initial_points
 from .stages import lineage
 
 Callback = Callable[[dict], None]
@@ -98,7 +99,7 @@ def flow_panels(paths: list[Path], labels: list[str], n: int, seed: int,
     for path, label in zip(paths, labels):
         ck = Checkpoint(path)
         k = min(steps, int(ck.card.sample["steps"]))
-        x0 = noise(n, ck.shape, seed, "compare-trajectories")
+        x0 = initial_points(ck.card, n, seed, "compare-trajectories")
         sol = solve(ck.velocity(), x0, method="euler", steps=k, record=True)
         panels.append((f"{label} ({k} step{'s' if k > 1 else ''})", sol.trajectory))
     return panels
@@ -108,6 +109,7 @@ def _row(label: str, path: Path, ev: EvalReport, metrics: list[str]) -> dict:
     chain = lineage(path)
     card = Checkpoint(path).card
     return {"name": label, "path": str(path), "stage": ev.stage, "round": ev.round,
+            "objective": (card.objective or {}).get("name", "flow"),
             "lineage": [Path(c["path"]).name for c in chain],
             "parent": card.parent,
             **{k: ev.path[k] for k in PATH_KEYS}, "n_paths": ev.path.get("n_paths"),
@@ -141,6 +143,12 @@ def _cell(mean, std, mark: str = "") -> str:
     return f"{mean:.3g}" + (f" ± {std:.1g}" if std else "") + (f" {mark}" if mark else "")
 
 
+def _stage_label(row: dict) -> str:
+    """The stage, with the objective when it is not flow matching: 'train (diffusion)'."""
+    objective = row.get("objective", "flow")
+    return row["stage"] if objective == "flow" else f"{row['stage']} ({objective})"
+
+
 def table(result: dict) -> tuple[list[str], list[list]]:
     """The comparison as headers + rows: path metrics, the lead quality metric at each step
     count (mean ± std over the seeds; * best, ~ tied with the best within the noise), the
@@ -151,7 +159,7 @@ def table(result: dict) -> tuple[list[str], list[list]]:
     headers = (["model", "stage", "round", "straightness", "S/D", "curvature", "transport",
                 "OT cost"] + [f"{m.upper()} @{k}" for k in steps]
                + [f"{m.upper()} dopri5", "dopri5 NFE"])
-    rows = [[r["name"], r["stage"], r["round"], r["straightness"], r["straightness_per_dim"],
+    rows = [[r["name"], _stage_label(r), r["round"], r["straightness"], r["straightness_per_dim"],
              r["curvature"], r["transport_cost"], r["ot_cost"]] for r in result["rows"]]
     for k in steps:
         cells = [(r["quality"][k][m], r["quality"][k].get(f"{m}_std", 0.0))
@@ -176,10 +184,11 @@ def _ref(row: dict, m: str) -> list:
 def flat_table(result: dict) -> tuple[list[str], list[list]]:
     """Every number of every row, one column each (compare.csv)."""
     metrics, nfes = result["metrics"], [str(k) for k in result["args"]["steps"]]
-    headers = (["model", "stage", "round", "lineage", *PATH_KEYS]
+    headers = (["model", "stage", "objective", "round", "lineage", *PATH_KEYS]
                + [f"{m}_steps{k}" for m in metrics for k in nfes]
                + [f"{m}_dopri5" for m in metrics] + ["dopri5_nfe"])
-    rows = [[r["name"], r["stage"], r["round"], " > ".join(r["lineage"])]
+    rows = [[r["name"], r["stage"], r.get("objective", "flow"), r["round"],
+             " > ".join(r["lineage"])]
             + [r[k] for k in PATH_KEYS]
             + [r["quality"][k][m] for m in metrics for k in nfes]
             + [(r["reference"] or {}).get(m) for m in metrics]
@@ -272,7 +281,8 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
             cells = []
             for p, lab in zip(paths, labels):
                 ck = Checkpoint(p)
-                model, x0 = ck.velocity(), noise(GRID_IMAGES, ck.shape, cfg.seed, "compare-grid")
+                model, x0 = ck.velocity(), initial_points(ck.card, GRID_IMAGES, cfg.seed,
+                                                          "compare-grid")
                 cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
             return report.save_sample_grids(cells, path)
         out["samples.png"] = grids

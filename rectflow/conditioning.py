@@ -89,10 +89,14 @@ class LabelDropout(PairSource):
         return x0, x1, {"y": y}
 
 
-def train_source(card, dataset, cfg) -> PairSource:
-    """The pair source of ``train``: labelled pairs with dropout for a conditional card."""
+def train_source(card, dataset, cfg, x0s=None) -> PairSource:
+    """The pair source of ``train``: labelled pairs with dropout for a conditional card
+    (whose x0 is N(0, I) noise; ``x0s``, a data source of x0, is for unconditional runs)."""
     if not card.conditional:
-        return make_source(dataset, card.coupling, cfg.seed)
+        return make_source(dataset, card.coupling, cfg.seed, x0s)
+    if x0s is not None:
+        raise UserError("conditional training starts from N(0, I) noise; source (data-to-data "
+                        "transport) is for unconditional models")
     if card.coupling != "independent":
         raise UserError(f"coupling {card.coupling} is not available for conditional "
                         "training; use independent")

@@ -4,7 +4,8 @@ Every source is a pure function of ``(seed, index)``: :meth:`PairSource.batch` r
 ``index``-th global batch, so a resumed run sees exactly the batches it would have seen, and a
 run on W processes sees the same global batches as a run on one (each process takes a slice).
 
-* :class:`IndependentPairs` — fresh noise x0 ~ N(0, I) beside data x1 (1-rectified flow).
+* :class:`IndependentPairs` — fresh noise x0 ~ N(0, I) beside data x1 (1-rectified flow), or
+  x0 drawn from a source data set, independently of x1 (:class:`rectflow.sources.Source`).
 * :class:`OTPairs` — the same, re-paired within each batch by an exact assignment that
   minimises Σ‖x0 - x1‖² (minibatch OT, as OT-CFM).
 * :class:`StoredPairs` — (x0, z1) from a coupling dataset on disk (reflow, distillation).
@@ -56,8 +57,8 @@ class EpochSampler:
 
 
 class IndependentPairs(PairSource):
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, dataset: Dataset, seed: int, source=None):
+        self.dataset, self.seed, self.source = dataset, seed, source
         self.shape = dataset.shape
         self._sampler = EpochSampler(len(dataset), seed) if dataset.finite else None
 
@@ -67,7 +68,10 @@ class IndependentPairs(PairSource):
             x1 = self.dataset.take(self._sampler.positions(index * size, size))
         else:
             x1 = self.dataset.sample(size, g)
-        x0 = torch.randn((size, *self.shape), generator=g)
+        if self.source is None:
+            x0 = torch.randn((size, *self.shape), generator=g)
+        else:
+            x0 = self.source.draw(size, g)
         return x0, x1
 
 
@@ -87,8 +91,9 @@ class OTPairs(PairSource):
         return x0, torch.cat(parts)
 
 
-def make_source(dataset: Dataset, coupling: str, seed: int) -> PairSource:
-    base = IndependentPairs(dataset, seed)
+def make_source(dataset: Dataset, coupling: str, seed: int, source=None) -> PairSource:
+    """Pairs for round 1; ``source`` (a :class:`rectflow.sources.Source`) replaces N(0, I)."""
+    base = IndependentPairs(dataset, seed, source)
     if coupling == "independent":
         return base
     if coupling == "ot":

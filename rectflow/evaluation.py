@@ -28,6 +28,7 @@ from .records import EvalReport, sha256_file
 from .seeding import generator
 from .conditional_eval import ACCURACY_NOTE, ConditionalEval
 from .conditioning import solve
+from .sources import data_ot, initial_points
 
 METRIC_NOTES = {
     "w2": "exact 2-Wasserstein distance between m samples and m held-out data points: the "
@@ -213,7 +214,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     for s in seeds:
         sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
                                                  reference_data(dataset, cfg.n, s), cfg, fdir)
-        x0 = noise(cfg.n, ck.shape, s).to(device)
+        x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
         run, v = {}, cond.velocity(s, cfg.n)
         for k in cfg.steps:
             sol = solve(v, x0, method=cfg.solver, steps=k)
@@ -225,18 +226,19 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         done += 1
         emit({"event": "progress", "done": done, "info": f"seed {s}: noise floor"})
     q = {k: _summarise([r[k] for r in runs]) for k in runs[0]}
-    x0 = noise(cfg.n, ck.shape, cfg.seed).to(device)
+    x0 = initial_points(ck.card, cfg.n, cfg.seed, "eval-noise").to(device)
     reference = None
     if adaptive:
         sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
         reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
-                     "nfe": sol.nfe, **scorer(sol.x)}
+                     "nfe": sol.nfe, "nfe_max": getattr(sol, "nfe_max", sol.nfe), **scorer(sol.x)}
         done += 1
         emit({"event": "progress", "done": done, "info": "dopri5 reference"})
     # a distilled student's path is its own k-step Euler path, not a fine grid
     grid = own_steps if distilled else cfg.path_steps
     path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample)
     path["grid"] = "the student's own steps" if distilled else "fine Euler grid"
+    path.update(data_ot(ck.card, x0, cfg.seed, cfg.ot_subsample))
     emit({"event": "progress", "done": total, "info": "path metrics"})
     report = EvalReport(
         checkpoint=str(ck.path), stage=ck.card.stage, round=ck.card.round, args=args,
@@ -281,13 +283,17 @@ def describe_lineage(card) -> str:
     """Where a model comes from, as it happened: 'distilled from round 2 pairs, initialised from
     round 3 (reflow)'."""
     p = card.parent or {}
+    obj = (card.objective or {}).get("name", "flow")
+    what = "" if obj == "flow" else f"{obj} "
     if card.stage == "train":
-        return f"round 1: trained from {card.coupling} pairs of source and data"
-    init = f"initialised from round {p.get('init_round', '?')} ({p.get('init_stage', '?')})"
+        return f"round 1: {what}trained from {card.coupling} pairs of source and data"
+    teacher = p.get("init_objective", "flow")
+    kind = p.get("init_stage", "?") + ("" if teacher == "flow" else f", {teacher}")
+    init = f"initialised from round {p.get('init_round', '?')} ({kind})"
     pairs = f"round {p.get('pairs_round', card.round - (card.stage == 'reflow'))} pairs"
     if card.stage == "distill":
         return f"{card.distill_k}-step student distilled from {pairs}, {init}"
-    return f"round {card.round}: reflow on {pairs}, {init}"
+    return f"round {card.round}: {what}reflow on {pairs}, {init}"
 
 
 def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | None:

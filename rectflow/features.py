@@ -88,8 +88,9 @@ def _cifar10_labels(root: str, split: str) -> torch.Tensor:
 
 
 def labelled(spec: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (model space) and labels of a dataset whose labels rectflow can read."""
-    ds = load_dataset(spec, split)
+    """Images (model space) and labels of a dataset whose labels rectflow can read (all its
+    classes: a class subset such as digits:3 is scored by the whole dataset's classifier)."""
+    ds = load_dataset({k: v for k, v in spec.items() if k != "classes"}, split)
     name = spec["name"]
     y = (_digits_labels(split) if name == "digits" else
          _mnist_labels(spec["root"], split) if name == "mnist" else

@@ -179,6 +179,9 @@ TRAIN = (
     Opt("label_dropout", float, 0.1, "Conditional: share of labels replaced by 'no label', so "
         "one model also samples unconditionally (classifier-free guidance).", lo=0, below=1),
     Opt("seed", int, 0, "Seed of every random draw.", lo=0, hi=2**62),
+    Opt("source", str | None, None, "Source at t = 0: a dataset as for data (a 2-D toy, an "
+        "array file, an image folder) or one class of a labelled one (digits:3), unpaired "
+        "with the data; unset: N(0, I). Reflow and distill keep their teacher's."),
     Opt("save_every", int, 1000, "Save a resumable snapshot every N steps.", lo=1, hi=BIG),
     Opt("log_every", int, 50, "Log the loss every N steps.", lo=1, hi=BIG),
     Opt("log_with", str | None, None, "Also log through an Accelerate tracker.", choices=TRACKERS),

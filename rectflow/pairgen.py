@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 
 from .errors import PlanMismatch, UserError
+from .io import graceful_interrupts
 from .metrics import PathStats, ot_cost
 from .options import CoupleConfig
 from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
@@ -103,9 +104,12 @@ def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, devi
 def write_pairs(model, shape: tuple[int, ...], out: str | Path,
                 cfg: CoupleConfig, provenance: dict,
                 callback: Callable[[dict], None] | None = None,
-                accelerator: Accelerator | None = None) -> PairsManifest | None:
+                accelerator: Accelerator | None = None, source=None,
+                data_metrics: Callable | None = None) -> PairsManifest | None:
     """Generate (or finish) the coupling dataset in ``out`` with the teacher ``model``.
-    Returns the manifest on the main process (None elsewhere).
+    Returns the manifest on the main process (None elsewhere). ``source`` (a
+    :class:`rectflow.sources.Source`) draws x0 from a data set instead of N(0, I), by the same
+    blocks of indices; ``data_metrics(x0)`` adds figures on the OT subsample's x0.
 
     Memory holds one shard at a time: each shard goes to disk, with a sidecar holding its
     checksum and metric sums, before the next one starts."""
@@ -126,14 +130,15 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         done += k
         emit({"event": "progress", "done": min(cfg.n, done * world)})
 
-    for s in mine:
+    def one_shard(s: int) -> None:
         lo, hi = s * cfg.shard_size, min((s + 1) * cfg.shard_size, cfg.n)
         if _shard_done(out, s) is not None:
             progress(hi - lo)
-            continue
+            return
         t0 = time.perf_counter()
         stats = PathStats(math.prod(shape))
-        x0 = block_noise(lo, hi, shape, cfg.seed)
+        x0 = block_noise(lo, hi, shape, cfg.seed) if source is None else \
+            source.block(lo, hi, cfg.seed, BLOCK)
         y = model.labels(lo, hi, cfg.seed) if labelled else None
         x1, nfe = _solve_shard((lambda r: model.velocity(y[r], cfg.eval_chunk)) if labelled
                                else (lambda r: velocity), cfg, x0, lo, acc.device, stats,
@@ -146,14 +151,19 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
             "nfe": nfe, "stats": stats.state(), "process": acc.process_index,
             "seconds": time.perf_counter() - t0})
         emit({"event": "shard", "shard": s})
+
+    with graceful_interrupts() as stop:   # Ctrl-C/SIGTERM: stop between shards, keep them
+        for s in mine:
+            stop.check()
+            one_shard(s)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return None
-    return _finish(out, cfg, shape, n_shards, provenance)
+    return _finish(out, cfg, shape, n_shards, provenance, data_metrics)
 
 
 def _finish(out: Path, cfg: CoupleConfig, shape, n_shards: int,
-            provenance: dict) -> PairsManifest:
+            provenance: dict, data_metrics: Callable | None = None) -> PairsManifest:
     shards, stats, nfe = [], PathStats(math.prod(shape)), 0.0
     for s in range(n_shards):
         info = _shard_done(out, s)
@@ -175,6 +185,8 @@ def _finish(out: Path, cfg: CoupleConfig, shape, n_shards: int,
     metrics["transport_cost_subsample"] = float((x1m - x0m).flatten(1).pow(2).sum(1).mean())
     metrics["ot_cost"] = ot_cost(x0m, x1m)
     metrics["ot_subsample"] = m
+    if data_metrics is not None:   # the OT cost between the source and target data themselves
+        metrics.update(data_metrics(x0m))
     manifest = PairsManifest(shape=list(shape), n=cfg.n, shards=shards,
                              plan=make_plan(cfg, provenance["teacher"]["sha256"]).to_json(),
                              nfe=nfe / cfg.n, metrics=metrics, versions=versions(),

@@ -3,6 +3,11 @@
     train -> couple -> reflow -> couple -> reflow -> distill -> compare
     rf1      pairs1    rf2       pairs2    rf3       distill   compare
 
+With ``with_diffusion`` (preset ``moons-diffusion``) three stages come before compare: a VP
+diffusion model trained with rf1's data, network and budget (``diffusion``), pairs from its
+probability-flow ODE (``pairs0``) and a 2-rectified flow reflowed from them (``rf2d``, a flow
+objective whatever the teacher), so compare puts diffusion beside rf1, rf2, rf3 and distill.
+
 Each stage writes its own subfolder of ``out``. A model stage is complete when its
 ``config.json`` says ``"complete": true``, a coupling stage when its ``manifest.json`` exists,
 ``compare`` when ``compare.json`` exists; complete stages are skipped, an interrupted model stage
@@ -24,11 +29,33 @@ from . import io, presets, stages
 from .checkpoint import Checkpoint
 from .comparison import compare
 from .errors import UserError
+from .records import Comparison, ResolvedRun, RunLog
 from .training import make_accelerator
 
 Callback = Callable[[dict], None]
 STAGES = ("rf1", "pairs1", "rf2", "pairs2", "rf3", "distill", "compare")
 MODELS = ("rf1", "rf2", "rf3", "distill")
+# with_diffusion: a VP diffusion baseline trained like rf1, its PF-ODE pairs, and a
+# 2-rectified flow reflowed from them ("straighten any ODE"), compared beside the rest
+DIFFUSION_STAGES = ("diffusion", "pairs0", "rf2d")
+DIFFUSION_MODELS = ("diffusion", "rf2d")
+# with_meanflow: MeanFlow from scratch (mf1) at the total training steps of rf1 + rf2 + distill,
+# and MeanFlow on round-2 pairs (mf2, from rf2) at the student's steps (Re-MeanFlow)
+MEANFLOW_STAGES = ("mf1", "mf2")
+TEACHERS = {"pairs1": "rf1", "pairs2": "rf2", "pairs0": "diffusion"}
+PAIRS_OF = {"rf2": "pairs1", "rf3": "pairs2", "rf2d": "pairs0"}
+
+
+def stages_of(cfg: dict) -> tuple[str, ...]:
+    """The stages of a resolved config, in order (compare last)."""
+    extra = (*(DIFFUSION_STAGES if cfg.get("with_diffusion") else ()),
+             *(MEANFLOW_STAGES if cfg.get("with_meanflow") else ()))
+    return (*STAGES[:-1], *extra, STAGES[-1])
+
+
+def models_of(cfg: dict) -> tuple[str, ...]:
+    return (*MODELS, *(DIFFUSION_MODELS if cfg.get("with_diffusion") else ()),
+            *(MEANFLOW_STAGES if cfg.get("with_meanflow") else ()))
 
 
 def is_complete(folder: Path, name: str) -> bool:
@@ -66,18 +93,33 @@ def _orphan(folder: Path) -> bool:
 def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
     """The call that makes stage ``name`` (each is resumable, so an interrupted one goes on)."""
     d = out   # the run folder; every stage reads and writes subfolders of it
-    if name == "rf1":
+    if name in ("rf1", "diffusion"):   # the same data, model and budget; only the objective
+        options = presets.train_config(cfg)
+        if name == "diffusion":
+            options = options.replace(objective="diffusion")
         return lambda: stages.train(
-            d / "rf1", cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
-            coupling=cfg["train"]["coupling"], model=cfg["model"],
-            options=presets.train_config(cfg), resume=_started(d / "rf1"), overwrite=_orphan(d / "rf1"), callback=cb,
+            d / name, cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
+            coupling=cfg["train"]["coupling"], model=cfg["model"], options=options,
+            resume=_started(d / name), overwrite=_orphan(d / name), callback=cb,
             evaluate=False)
-    if name in ("pairs1", "pairs2"):
-        teacher = "rf1" if name == "pairs1" else "rf2"
-        return lambda: stages.couple(d / teacher, d / name, presets.couple_config(cfg),
+    if name == "mf1":
+        total = sum(presets.train_config(cfg, s).steps for s in ("train", "reflow", "distill"))
+        options = presets.train_config(cfg).replace(objective="meanflow", steps=total)
+        return lambda: stages.train(
+            d / name, cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
+            model=cfg["model"], options=options, resume=_started(d / name),
+            overwrite=_orphan(d / name), callback=cb, evaluate=False)
+    if name == "mf2":
+        options = presets.train_config(cfg, "reflow").replace(
+            objective="meanflow", steps=presets.train_config(cfg, "distill").steps)
+        return lambda: stages.reflow(d / "pairs2", d / name, options=options,
+                                     resume=_started(d / name), overwrite=_orphan(d / name),
+                                     callback=cb, evaluate=False)
+    if name in TEACHERS:
+        return lambda: stages.couple(d / TEACHERS[name], d / name, presets.couple_config(cfg),
                                      callback=cb)
-    if name in ("rf2", "rf3"):
-        pairs = "pairs1" if name == "rf2" else "pairs2"
+    if name in PAIRS_OF:
+        pairs = PAIRS_OF[name]
         return lambda: stages.reflow(d / pairs, d / name,
                                      options=presets.train_config(cfg, "reflow"),
                                      resume=_started(d / name),
@@ -89,8 +131,9 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
                                       resume=_started(d / "distill"),
                                       overwrite=_orphan(d / "distill"), callback=cb,
                                       evaluate=False)
-    return lambda: compare([d / m for m in MODELS], d / "compare", presets.eval_config(cfg),
-                           callback=cb, overwrite=(d / "compare").exists())
+    return lambda: compare([d / m for m in models_of(cfg)], d / "compare",
+                           presets.eval_config(cfg), callback=cb,
+                           overwrite=(d / "compare").exists())
 
 
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
@@ -102,9 +145,9 @@ def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
     out = Path(out)
     started = out.is_dir() and any(out.iterdir())
     stages.check_output(out, "run", resume=started)
-    saved = out / "resolved.json"
+    saved = ResolvedRun.path_in(out)
     if saved.is_file():
-        diff = _diff(ckpt.read_json(saved), cfg)
+        diff = _diff(ResolvedRun.read(saved).config, cfg)
         if diff:
             raise UserError(f"{out} was started with different settings ({', '.join(diff[:5])}); "
                             "rerun with the same preset and --config to continue, or choose "
@@ -113,23 +156,22 @@ def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
     state = make_accelerator(mixed_precision=cfg["train"]["mixed_precision"])
     main = state.is_main_process
     emit = callback if (callback is not None and main) else (lambda e: None)
-    record = ckpt.read_json(out / "run.json") if (out / "run.json").is_file() else \
-        {"format": "rectflow/run", "version": 1, "preset": preset, "stages": {}}
+    log = RunLog.read(out) if RunLog.path_in(out).is_file() else RunLog(preset=preset)
     lock = io.FolderLock(out, is_main=main)
     with lock:
         if main:
             io.ensure_output(out, "run", resume=started)
-            ckpt.atomic_write_json(saved, cfg)
+            ResolvedRun(config=cfg).write(out)
         state.wait_for_everyone()
-        return _run_stages(out, cfg, record, state, emit)
+        return _run_stages(out, cfg, log, state, emit)
 
 
-def _run_stages(out: Path, cfg: dict, record: dict, state, emit) -> dict:
+def _run_stages(out: Path, cfg: dict, log: RunLog, state, emit) -> dict:
     main = state.is_main_process
     result = None
-    for name in STAGES:
+    for name in stages_of(cfg):
         folder = out / name
-        entry = record["stages"].get(name, {})
+        entry = log.stages.get(name, {})
         if is_complete(folder, name):
             entry["status"] = "skipped"
             emit({"event": "stage", "stage": name, "status": "skipped",
@@ -148,11 +190,10 @@ def _run_stages(out: Path, cfg: dict, record: dict, state, emit) -> dict:
             emit({"event": "stage", "stage": name, "status": "done",
                   "seconds": entry["seconds"]})
         entry["path"] = name
-        record["stages"][name] = entry
-        record["total_seconds"] = round(sum(s.get("seconds") or 0
-                                            for s in record["stages"].values()), 2)
+        log.stages[name] = entry
+        log.total_seconds = round(sum(s.get("seconds") or 0 for s in log.stages.values()), 2)
         if main:
-            ckpt.atomic_write_json(out / "run.json", record)
+            log.write(out)
     if result is None and main:
-        result = ckpt.read_json(out / "compare" / "compare.json")
-    return {**record, "compare": result}
+        result = Comparison.read(out / "compare").to_json()
+    return {**log.to_json(), "compare": result}

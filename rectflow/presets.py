@@ -24,7 +24,8 @@ from .options import (CoupleConfig, EvalConfig, Opt, TrainConfig, resolve as res
                       table_of, train_config as stage_config)
 
 SECTIONS = ("train", "couple", "reflow", "distill", "compare")
-TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict}
+TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
+       "with_diffusion": bool, "with_meanflow": bool}
 
 # CPU presets are sized for 2 cores (moons: about 90 s end to end, digits about 4 min); GPU presets are
 # starting points for `accelerate launch` and need --data-root.
@@ -32,6 +33,8 @@ _TOY_2D = {"train": {"steps": 2000}, "couple": {"n": 50_000}, "reflow": {"steps"
            "distill": {"steps": 1000}, "compare": {"n": 1000}}
 PRESETS: dict[str, dict] = {
     **{name: {"data": name, **_TOY_2D} for name in ("moons", "8gaussians", "checkerboard")},
+    # rf1..distill plus a diffusion baseline with rf1's budget and rf2d reflowed from its pairs
+    "moons-diffusion": {"data": "moons", **_TOY_2D, "with_diffusion": True},
     "digits": {"data": "digits", "model": {"width": 16},
                "train": {"steps": 2000, "batch_size": 128, "save_every": 500},
                "couple": {"n": 5000, "steps": 8, "batch_size": 1000},
@@ -39,9 +42,10 @@ PRESETS: dict[str, dict] = {
                "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
                "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
                            "reference_atol": 1e-3}},
-    # rf1, rf2 and the student at batch 512; benchmarks/meanflow_vs_distill.py adds MeanFlow
-    # from scratch and on pairs2 at the same total of training steps (teachers' included)
-    "moons-meanflow": {"data": "moons", "train": {"steps": 1500, "batch_size": 512},
+    # rf1, rf2, rf3 and the student at batch 512, beside MeanFlow from scratch (mf1) and on
+    # round-2 pairs (mf2) at the same total of training steps, teachers' included
+    "moons-meanflow": {"data": "moons", "with_meanflow": True,
+                       "train": {"steps": 1500, "batch_size": 512},
                        "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
                        "distill": {"steps": 1000, "batch_size": 512},
                        "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},

@@ -16,20 +16,21 @@ from typing import Callable
 import torch
 
 from . import checkpoint as ckpt, conditioning as cond, io
-from .io.stage import check_output, write_stage, writable_file
+from .io.stage import check_output, write_stage
+from .sampling import sample, sample_tensor   # noqa: F401 - part of the stages API
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS
-from .data import Normalization, data_spec, load_dataset
+from .data import data_spec, load_dataset
 from .data.pairs import PairsDataset
 from .errors import CheckpointError, OptionError, UserError
-from .evaluation import noise, stage_report
+from .evaluation import stage_report
 from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
-from .options import COUPLE, CoupleConfig, TrainConfig, table_of, train_config
+from .options import CoupleConfig, TrainConfig, train_config
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
-from .report import save_samples_picture
 from .seeding import derive_seed
+from .sources import Source, card_source, data_ot, teacher_source
 from .training import check_run, fit, make_accelerator
 
 Callback = Callable[[dict], None]
@@ -65,7 +66,7 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
     if cfg.steps < card.steps_done:
         raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
     fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
-                         "pair_drop")
+                         "pair_drop", "source")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
     if fixed:
         raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
@@ -150,9 +151,14 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
                        normalization=dataset.normalization.to_json(), **labelled,
                        sample={"solver": "euler",
                                "steps": 1 if cfg.objective == "meanflow" else 100})
+        if cfg.source is not None:   # data-to-data: x0 from a data set of the same shape
+            card.source = card_source(cfg.source, dataset.shape, data, root=data_root,
+                                      download=download, resolution=resolution,
+                                      channels=channels)
     io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
                   f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
-    source = cond.train_source(card, dataset, cfg)
+    x0s = Source(card.source, tuple(card.shape)) if card.source else None
+    source = cond.train_source(card, dataset, cfg, x0s)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
 
@@ -195,6 +201,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
     tc = teacher.card
+    cfg = teacher_source(cfg, tc)
     net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
                                    lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
@@ -204,12 +211,14 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
                 "init_weights": "ema" if init_ema else "model",
                 "init_round": int(tc.round), "init_stage": tc.stage,
+                "init_objective": (tc.objective or {}).get("name", "flow"),
+                "teacher_objective": pd.manifest.teacher.get("objective", "flow"),
                 "pairs_round": pairs_round, "guidance": pd.manifest.guidance,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
         sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
-        heldout=tc.heldout, **extra, **cond.inherited(tc, pd.manifest))
+        heldout=tc.heldout, source=tc.source, **extra, **cond.inherited(tc, pd.manifest))
     card.train["conditional"] = card.conditional   # followed from the teacher, not an option
     source = cond.pairs_source(card, pd, cfg)
     if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
@@ -284,10 +293,12 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         return PairsManifest.read(out) if acc.is_main_process else None
     net = cond.couple_teacher(teacher, cfg, acc.device, model)   # labels when conditional
     tc = teacher.card
+    x0s = Source(tc.source, teacher.shape) if tc.source else None
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
                               "weights": "ema" if cfg.use_ema else "model",
-                              "stage": tc.stage, "round": tc.round},
-                  "data": tc.data, "seed": cfg.seed,
+                              "stage": tc.stage, "round": tc.round,
+                              "objective": (tc.objective or {}).get("name", "flow")},
+                  "data": tc.data, "seed": cfg.seed, "source": tc.source,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
                                 if cfg.solver == "dopri5" else {"steps": cfg.steps})},
@@ -300,70 +311,10 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         acc.wait_for_everyone()
         prov = {**provenance, "teacher": {**provenance["teacher"],
                                           "path": _rel(teacher.path, out)}}
-        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc)
+        return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc, source=x0s,
+                           data_metrics=lambda x0: data_ot(tc, x0, cfg.seed, cfg.ot_subsample))
 
     return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
-
-
-# ------------------------------------------------------------------------------------ sample
-MAX_SAMPLE_BYTES_FRACTION = 0.5
-
-
-def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
-                  solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
-                  atol: float = 1e-5, device: str | torch.device = "cpu"):
-    """``n`` samples in model space and the solver's Solution (for its NFE)."""
-    x0 = noise(n, shape, seed, "sample-noise").to(device)
-    with torch.no_grad():
-        return cond.solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
-
-
-def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
-           solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
-           atol: float = 1e-5, overwrite: bool = False,
-           model: torch.nn.Module | None = None, classes=None, guidance: float = 1.0) -> dict:
-    """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
-    range), and a picture beside it; a conditional model samples ``classes`` under
-    ``guidance`` (see :func:`rectflow.conditioning.sample_labels`)."""
-    opts = table_of(COUPLE)
-    n = opts["n"].check(n)
-    solver = opts["solver"].check(solver)
-    ck = Checkpoint(ckpt_dir)
-    steps = opts["steps"].check(int(steps if steps is not None else ck.card.sample["steps"]))
-    rtol, atol = opts["rtol"].check(rtol), opts["atol"].check(atol)
-    out = Path(out)
-    if out.suffix != ".npy":
-        out = out.with_suffix(out.suffix + ".npy") if out.suffix else out.with_suffix(".npy")
-    picture = out.with_suffix(".png")
-    for p in (out, picture):
-        if p.exists() and not overwrite:
-            raise UserError(f"{p} already exists; pass overwrite to replace it")
-    if ck.path.resolve() in out.resolve().parents:
-        raise UserError(f"{out} lies inside the model folder {ck.path}; write elsewhere")
-    for p in (out, picture):
-        if p.is_dir() or p.is_symlink():
-            raise UserError(f"{p} is a folder or a link; name a file")
-    writable_file(out)
-    y, n = cond.sample_labels(ck.card, classes, n)
-    io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
-    net = cond.sample_velocity(ck, y, guidance, ema=use_ema, module=model)
-    sol = sample_tensor(net, ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                        atol=atol)
-    is_image = len(ck.shape) == 3
-    x = sol.x.clamp(-1, 1) if is_image else sol.x
-    norm = Normalization(**(ck.card.normalization or {}))
-    raw = norm.to_raw(x)
-    if is_image:   # back to the data's own 8-bit pixels
-        raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cond.write_npy(out, raw)
-    if y is not None:
-        cond.write_npy(out.with_suffix(".labels.npy"), y)
-    pic = save_samples_picture(x if is_image else raw, picture, is_image,
-                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE",
-                               per_row=cond.per_class(y))
-    return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
-            "steps": steps, "shape": list(raw.shape)}
 
 
 # ------------------------------------------------------------------------------------ lineage
@@ -373,7 +324,8 @@ def lineage(ckpt_dir: str | Path) -> list[dict]:
     while path is not None and path not in seen:
         seen.add(path)
         card = Checkpoint(path).card
-        chain.append({"path": str(path), "stage": card.stage, "round": card.round})
+        chain.append({"path": str(path), "stage": card.stage, "round": card.round,
+                      "objective": (card.objective or {}).get("name", "flow")})
         parent = card.parent or {}
         nxt = parent.get("init") if card.stage == "distill" else \
             parent.get("teacher") or (parent.get("init") if card.stage != "train" else None)

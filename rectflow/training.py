@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import signal
 import time
@@ -32,7 +31,7 @@ from .couplings import PairSource
 from .io import graceful_interrupts
 from .errors import StageInterrupted, TrainingDiverged, UserError
 from .objectives import Objective, build_objective
-from .options import TRACKERS, TrainConfig
+from .options import TrainConfig
 from .records import RunCard
 from .seeding import derive_seed, generator
 

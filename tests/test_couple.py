@@ -144,22 +144,29 @@ def test_two_processes_under_torchrun_match_one(ref, teacher, tmp_path):
     assert m["metrics"]["n"] == N
 
 
-def test_killed_run_resumes_missing_shards_only(teacher, tmp_path, cli):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_missing_shards_only(teacher, tmp_path, cli, sig):
+    """A kill (SIGKILL) or Ctrl-C (SIGINT, which stops between shards and says how to go on)
+    part way: the finished shards are kept and a rerun writes only the missing ones."""
     out = tmp_path / "killed"
     n, shard = 30_000, 1000
     args = ["couple", "--ckpt", str(teacher), "--out", str(out), "-n", str(n), "--steps", "20",
             "--shard-size", str(shard), "--ot-subsample", "200", "--batch-size", "2048"]
     proc = subprocess.Popen(cli_cmd(*args), env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not list(out.glob("pairs-*.json")):   # wait for the first finished shard
             assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
             time.sleep(0.005)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1]
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, err
+        assert "shards" in err and "rerun: rectflow couple" in err and "--resume" not in err
     assert not (out / "manifest.json").exists()
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("pairs-*.json")}
     before.update({p.name.replace(".json", ".safetensors"):

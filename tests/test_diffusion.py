@@ -1,10 +1,17 @@
 """The VP diffusion objective: its probability-flow ODE and ancestral sampler against exact
-answers for a Gaussian target, and a small trained model on moons against a rectified flow."""
+answers for a Gaussian target, a small trained model on moons against a rectified flow, and a
+diffusion model through every stage (sample, couple, reflow, distill, eval, compare, run)."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
+from support import point_cloud, small_pairs
 
+from rectflow import presets
+from rectflow.comparison import table
 from rectflow.data.toy import ToyDataset
 from rectflow.errors import UserError
 from rectflow.evaluation import path_metrics
@@ -12,8 +19,10 @@ from rectflow.metrics import w2
 from rectflow.models.mlp import MLP
 from rectflow.objectives.diffusion import Diffusion
 from rectflow.path import interpolate, target_velocity
+from rectflow.pipeline import DIFFUSION_STAGES, STAGES, stages_of
 from rectflow.seeding import derive_seed, generator
 from rectflow.solvers import solve
+from rectflow.stages import lineage
 
 M, S = torch.tensor([2.0, -1.0]), 0.5          # the Gaussian target N(M, S^2 I)
 COMBOS = [(sch, pred) for sch in ("cosine", "linear") for pred in ("v", "eps")]
@@ -174,3 +183,93 @@ def test_trained_on_moons_ode_and_ancestral_agree():
     assert ode_ref < 2.5 * floor and anc_ref < 2.5 * floor
     assert ode_ref < 0.7 * w2(x0, ref)               # the noise itself: 0.589
     assert s_dm < 0.5 * s_rf
+
+
+# ------------------------------------------------------------------------ through the stages
+TINY_RUN = """
+train = { steps = 40, batch_size = 256, save_every = 40 }
+couple = { n = 1024, steps = 8 }
+reflow = { steps = 20, batch_size = 256 }
+distill = { steps = 20, batch_size = 256 }
+compare = { n = 256, steps = [1, 4], seeds = 1, path_steps = 16, adaptive = false }
+"""
+
+
+def test_diffusion_model_through_sample_couple_reflow_compare(cli, tmp_path):
+    """train --objective diffusion, then every stage that takes a model: sample (ODE and the
+    seeded ancestral sampler), couple, reflow and distill from its pairs (flow students that
+    record their diffusion teacher), eval and compare (the objective labelled)."""
+    data = point_cloud(tmp_path / "blobs.npy")
+    dm, rf2d, pairs = tmp_path / "dm", tmp_path / "rf2d", tmp_path / "pairs0"
+    tiny = ["--hidden", 32, "--depth", 2, "--batch-size", 64, "--warmup", 0, "--no-eval"]
+    code, _, err = cli("train", "--data", data, "--objective", "diffusion", "--train-steps", 30,
+                       *tiny, "--out", dm)
+    assert code == 0, err
+    card = json.loads((dm / "config.json").read_text())
+    assert card["objective"] == {"name": "diffusion", "schedule": "cosine", "prediction": "v",
+                                 "eps": 1e-3}
+    s = tmp_path / "s"
+    for name, extra in (("a", ["--seed", 1]), ("b", ["--seed", 1]), ("c", ["--seed", 2])):
+        code, out, err = cli("sample", "--ckpt", dm, "--sampler", "ancestral", "--steps", 20,
+                             "--n", 64, *extra, "--out", s / f"{name}.npy")
+        assert code == 0 and "ancestral, 20 steps" in " ".join(out.split()), err
+    a, b, c = (np.load(s / f"{k}.npy") for k in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert cli("sample", "--ckpt", dm, "--steps", 20, "--n", 64, "--seed", 1,
+               "--out", s / "ode.npy")[0] == 0
+    assert not np.array_equal(np.load(s / "ode.npy"), a)       # the ODE is another sampler
+    small_pairs(dm, pairs)
+    assert json.loads((pairs / "manifest.json").read_text())["teacher"]["objective"] == \
+        "diffusion"
+    code, _, err = cli("reflow", "--pairs", pairs, "--train-steps", 10, *tiny[4:], "--out", rf2d)
+    assert code == 0, err
+    code, _, err = cli("distill", "--pairs", pairs, "--train-steps", 10, *tiny[4:],
+                       "--out", tmp_path / "d")
+    assert code == 0, err
+    for student in (rf2d, tmp_path / "d"):
+        card = json.loads((student / "config.json").read_text())
+        assert card["objective"] == {"name": "flow"}                # whatever the teacher
+        assert card["parent"]["init_objective"] == card["parent"]["teacher_objective"] == \
+            "diffusion"
+    assert [c["objective"] for c in lineage(rf2d)] == ["diffusion", "flow"]
+    flow = tmp_path / "flow"
+    assert cli("train", "--data", data, "--train-steps", 30, *tiny, "--out", flow)[0] == 0
+    code, _, err = cli("sample", "--ckpt", flow, "--sampler", "ancestral", "--out", s / "x.npy")
+    assert code == 2 and "needs a diffusion model" in err
+    code, _, err = cli("eval", "--ckpt", dm, "-n", 128, "--steps", "1,4", "--seeds", 1,
+                       "--path-steps", 16, "--out", tmp_path / "dm-eval.json")
+    assert code == 0, err
+    code, _, err = cli("compare", "--ckpt", dm, "--ckpt", flow, "--ckpt", rf2d, "-n", 128,
+                       "--steps", "1,4", "--seeds", 1, "--path-steps", 16, "--no-adaptive",
+                       "--out", tmp_path / "cmp")
+    assert code == 0, err
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert {r["name"]: r["objective"] for r in result["rows"]} == \
+        {"dm": "diffusion", "flow": "flow", "rf2d": "flow"}
+    stages_shown = {row[0]: row[1] for row in table(result)[1]}
+    assert stages_shown["dm"] == "train (diffusion)" and stages_shown["rf2d"] == "reflow"
+
+
+def test_pipeline_with_diffusion(cli, tmp_path):
+    """Preset moons-diffusion: the diffusion baseline with rf1's budget, its pairs and rf2d
+    run before compare, whose table holds all six models."""
+    resolved = presets.resolve("moons-diffusion")
+    assert resolved["with_diffusion"] is True and "with_diffusion" not in presets.resolve("moons")
+    assert stages_of(resolved) == (*STAGES[:-1], *DIFFUSION_STAGES, "compare")
+    (tmp_path / "tiny.toml").write_text(TINY_RUN)
+    run = tmp_path / "run"
+    code, _, err = cli("run", "--preset", "moons-diffusion", "--out", run,
+                       "--config", tmp_path / "tiny.toml")
+    assert code == 0, err
+    dm = json.loads((run / "diffusion" / "config.json").read_text())
+    rf1 = json.loads((run / "rf1" / "config.json").read_text())
+    assert dm["objective"]["name"] == "diffusion" and dm["steps_done"] == rf1["steps_done"] == 40
+    assert {k: v for k, v in dm["train"].items() if k != "objective"} == \
+        {k: v for k, v in rf1["train"].items() if k != "objective"}
+    assert json.loads((run / "rf2d" / "config.json").read_text())["parent"]["pairs"] == \
+        "../pairs0"
+    result = json.loads((run / "compare" / "compare.json").read_text())
+    rows = {r["name"]: (r["objective"], r["round"]) for r in result["rows"]}
+    assert rows == {"rf1": ("flow", 1), "diffusion": ("diffusion", 1), "rf2": ("flow", 2),
+                    "rf2d": ("flow", 2), "rf3": ("flow", 3), "distill": ("flow", 2)}
+    assert list(json.loads((run / "run.json").read_text())["stages"]) == list(stages_of(resolved))

@@ -21,6 +21,7 @@ import torch
 from rectflow.errors import UserError
 from rectflow.explore import page_html, trajectories, write_page
 from rectflow.seeding import generator
+from rectflow.solvers import solve
 
 SHIFT = torch.tensor([2.0, 1.0])
 
@@ -211,4 +212,99 @@ def test_image_page_in_browser(browser, tmp_path):
     browser.find_element("id", "t-slider").send_keys("\ue010")   # END
     assert browser.execute_script("return window.explorer.currentPoints()") != before
     assert _canvas(browser) != shot
+    assert _errors(browser) == []
+
+
+# ------------------------------------------------------------------ dopri5, samplers, the CLI
+def test_dopri5_frames_follow_each_sample_in_time():
+    """dopri5 takes each sample's own steps; the page gets them interpolated to common times,
+    so at every frame time the rotation field's points sit on their exact circular paths."""
+    x0 = torch.randn(50, 2, generator=generator(0, "explore-dopri5")) * torch.linspace(0.1, 3, 50)[:, None]
+    d = trajectories({"curved": curved}, x0, [("dopri5", None)], max_frames=21)
+    run = d["runs"]["curved"]["dopri5-adaptive"]
+    assert run["times"] == [round(i / 20, 6) for i in range(21)]
+    assert 3 <= run["steps"] < run["recorded"] < 21     # fewer states than frames: interpolated
+    frames = _frames(run, 50)
+    x = x0.numpy().astype(np.float64)
+    rot = lambda t: np.array([[math.cos(1.5 * t), math.sin(1.5 * t)],   # noqa: E731
+                              [-math.sin(1.5 * t), math.cos(1.5 * t)]])
+    assert np.abs(frames[-1] - x @ rot(1.0)).max() < 1e-3             # the endpoint, exactly
+    # between a sample's own steps its point moves on the chord of the arc: off the exact
+    # position by at most r (1 - cos(1.5 h / 2)) for its longest step h (plus the 16-bit grid)
+    rows = solve(curved, x0, "dopri5", record=True).row_times
+    h = (rows[1:] - rows[:-1]).max(0).values.numpy()
+    bound = np.linalg.norm(x, axis=1) * (1 - np.cos(0.75 * h)) + 1e-3
+    for t, got in zip(run["times"], frames):
+        assert (np.linalg.norm(got - x @ rot(t), axis=1) <= bound).all(), t
+    assert bound.max() > 1e-2      # long steps: a frame per step would skip most of the path
+    assert 6 < run["metrics"]["nfe"] <= run["metrics"]["nfe_max"]
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """A tiny flow and a tiny diffusion model on the same blobs (seconds each)."""
+    from support import TINY_MODEL, point_cloud
+
+    from rectflow import stages
+    from rectflow.options import TrainConfig
+    d = tmp_path_factory.mktemp("explore-models")
+    data = str(point_cloud(d / "blobs.npy", n=2000))   # a test split of >= 2 x 40 points
+    cfg = TrainConfig(steps=20, batch_size=64, lr=1e-2, warmup=0, save_every=20, log_every=5)
+    for name, objective in (("dm", "diffusion"), ("flow", "flow")):
+        stages.train(d / "models" / name, data, model=TINY_MODEL, evaluate=False,
+                     options=cfg.replace(objective=objective))
+    return d / "models"
+
+
+def _embedded(page: Path) -> dict:
+    return json.loads(re.search(r'id="explorer-data">(.*?)</script>', page.read_text(),
+                                re.S).group(1))
+
+
+def test_cli_explore(cli, two_models, browser, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    from rectflow.checkpoint import Checkpoint
+    from rectflow.evaluation import noise
+    page = tmp_path / "page.html"
+    args = ["-n", 40, "--steps", "1,4", "--ancestral-steps", 10, "--max-frames", 11]
+    code, out, err = cli("explore", "--ckpt", two_models / "dm", "--ckpt", two_models / "flow",
+                         "--out", page, *args)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "W2 floor" in text and "ancestral-10" in text and "diffusion" in text
+    d = _embedded(page)
+    assert {m: d["models"][m]["metrics"]["objective"] for m in d["models"]} == \
+        {"dm": "diffusion", "flow": "flow"}
+    assert set(d["runs"]["dm"]) == {"euler-1", "euler-4", "dopri5-adaptive", "ancestral-10"}
+    assert set(d["runs"]["flow"]) == {"euler-1", "euler-4", "dopri5-adaptive"}
+    anc = d["runs"]["dm"]["ancestral-10"]
+    assert anc["metrics"]["nfe"] == 10 and len(anc["times"]) == 11 and anc["metrics"]["w2"] > 0
+    # the last dopri5 frame is the solve's endpoint from the same seeded noise (16-bit grid)
+    x0 = noise(40, (2,), 0, "explorer-noise")
+    for name in ("dm", "flow"):
+        end = solve(Checkpoint(two_models / name).velocity(), x0, "dopri5").x.numpy()
+        got = _frames(d["runs"][name]["dopri5-adaptive"], 40)[-1]
+        assert np.abs(got - end).max() < 1e-3 * (np.ptp(end) + 1), name
+    # refusals: an existing page, a page inside an input folder, not an .html name
+    for target, extra, message in ((page, [], "already exists"),
+                                   (two_models / "dm" / "p.html", [], "inside the input folder"),
+                                   (tmp_path / "p.txt", [], "should end in .html")):
+        code, _, err = cli("explore", "--ckpt", two_models / "dm", "--out", target, *args, *extra)
+        assert code == 2 and message in err, err
+    assert not (two_models / "dm" / "p.html").exists()
+    # a run folder (here: the folder holding both models) and --overwrite
+    code, _, err = cli("explore", "--ckpt", two_models, "--out", page, "--overwrite", *args)
+    assert code == 0 and set(_embedded(page)["models"]) == {"dm", "flow"}, err
+    # in the browser: the ancestral sampler is offered for the diffusion model only
+    browser.get(page.as_uri() + "#model=dm&choice=ancestral-10&t=0.5")
+    browser.refresh()
+    state = browser.execute_script("return window.explorer.state")
+    assert (state["model"], state["choice"]) == ("dm", "ancestral-10")
+    assert "n/a" in browser.find_element("id", "metrics-table").text   # flow has no such run
+    Select(browser.find_element("id", "model-select")).select_by_value("flow")
+    state = browser.execute_script("return window.explorer.state")
+    assert (state["model"], state["choice"]) == ("flow", "euler-1")
+    option = browser.find_element("css selector", '#choice-select option[value="ancestral-10"]')
+    assert option.get_attribute("disabled") and "not available" in option.text
     assert _errors(browser) == []

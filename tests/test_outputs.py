@@ -58,7 +58,7 @@ def test_check_output_refuses_file_nonempty_and_contradiction(tmp_path):
     with pytest.raises(OutputError, match="is a file; a folder is wanted"):
         check_output(tmp_path / "f.npy", kind="model", overwrite=True)
     run_owned(tmp_path / "rf1", "old")
-    with pytest.raises(OutputError, match="already exists and is not empty; pass overwrite=Tr"):
+    with pytest.raises(OutputError, match="already exists and is not empty; pass overwrite to"):
         check_output(tmp_path / "rf1", kind="model")
     with pytest.raises(OutputError, match="contradict"):
         check_output(tmp_path / "rf1", kind="model", overwrite=True, resume=True)

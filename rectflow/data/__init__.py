@@ -18,6 +18,7 @@ import torch
 from ..errors import DataError
 from ..seeding import generator
 from .base import ArrayDataset, Dataset, Normalization
+from .classes import class_subset, parse_classes
 from .files import POINT_SUFFIXES, load_point_cloud
 from .toy import TOY, ToyDataset
 
@@ -30,6 +31,10 @@ __all__ = ["ArrayDataset", "Dataset", "Normalization", "DATASETS", "data_spec", 
 def data_spec(data: str, root: str | None = None, download: bool = False,
               resolution: int = 32, channels: int = 3) -> dict:
     """Turn the user's ``--data`` value into a JSON spec, checking it exists."""
+    subset = parse_classes(data) if isinstance(data, str) else None
+    if subset is not None:   # one class of a labelled dataset: digits:3
+        return {**data_spec(subset[0], root, download, resolution, channels),
+                "classes": subset[1]}
     if data in TOY or data == "digits":
         return {"name": data}
     if data in ("mnist", "cifar10"):
@@ -84,7 +89,8 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
     from . import images  # torchvision and PIL only when images are used
     download = bool(spec.get("download", False)) and allow_download
     if name == "digits":
-        return images.load_digits(split)
+        ds = images.load_digits(split)
+        return class_subset(ds, spec, split) if spec.get("classes") else ds
     if name == "mnist":
         return images.load_mnist(_path(spec, "root"), split, download)
     if name == "cifar10":

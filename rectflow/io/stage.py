@@ -14,8 +14,8 @@ def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
                  resume: bool = False) -> Path:
     """Refuse an output that cannot be written without risk (see :mod:`rectflow.io`);
     touches nothing, so a refused run leaves earlier output as it was."""
-    return _check(out, inputs=[p for p in inputs if p is not None],
-                           overwrite=overwrite, kind=kind, resume=resume)
+    return _check(out, inputs=[p for p in inputs if p is not None], overwrite=overwrite,
+                  kind=kind, resume=resume)
 
 
 def writable_file(path: Path) -> None:

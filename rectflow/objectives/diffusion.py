@@ -54,6 +54,8 @@ import math
 import torch
 
 from ..errors import UserError
+from ..seeding import generator
+from ..solvers import Solution
 from .base import Objective, Velocity
 
 COSINE_OFFSET = 0.008
@@ -165,18 +167,27 @@ class Diffusion(Objective):
             return _bcast(c_x, x) * x + _bcast(c_out, x) * out
         return v
 
-    @torch.inference_mode()
     def ancestral_sample(self, model: torch.nn.Module, x0: torch.Tensor, steps: int,
                          generator: torch.Generator, **cond) -> torch.Tensor:
+        """The endpoint of :meth:`ancestral_solve`."""
+        return self.ancestral_solve(model, x0, steps, generator, **cond).x
+
+    @torch.inference_mode()
+    def ancestral_solve(self, model: torch.nn.Module, x0: torch.Tensor, steps: int,
+                        generator: torch.Generator, record: bool = False,
+                        **cond) -> Solution:
         """DDPM's stochastic sampler from the noise ``x0``, on ``steps`` uniform steps from
         t = eps to t = 1 - eps (``x0`` stands for x at t = eps). Each step draws x at the next
         time from the posterior q(x_next | x, x1_hat) (variance "beta tilde"); the last step
-        takes the posterior mean without noise. Every draw uses ``generator`` (on the CPU, then
+        takes the posterior mean without noise. Returns a :class:`~rectflow.solvers.Solution`
+        (``nfe`` = ``steps``; with ``record`` the states on the grid, whose ends are reported as
+        t = 0 and 1). Every draw uses ``generator`` (on the CPU, then
         moved to x0's device), so a seed fixes the samples on any device."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UserError(f"steps must be a whole number >= 1, got {steps!r}")
         grid = torch.linspace(self.eps, 1.0 - self.eps, steps + 1, dtype=torch.float64)
         x, batch = x0, x0.shape[0]
+        states = [x0] if record else None
         for i in range(steps):
             t, t_next = grid[i].expand(batch), grid[i + 1].expand(batch)
             x1_hat, _ = self.denoise(model(x, t.to(x.dtype), **cond), x, t)
@@ -188,11 +199,16 @@ class Diffusion(Objective):
                     + _bcast(n["alpha"] * var_step / s2, x) * x1_hat)
             if i == steps - 1:
                 x = mean
-                break
-            std = (var_step * n["sigma"] ** 2 / s2).sqrt()
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            x = mean + _bcast(std, x) * noise
-        return x
+            else:
+                std = (var_step * n["sigma"] ** 2 / s2).sqrt()
+                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+                x = mean + _bcast(std, x) * noise
+            if record:
+                states.append(x)
+        # the grid's ends stand for t = 0 and t = 1 (x0 is the noise; the last step is the mean)
+        times = [0.0, *grid[1:-1].tolist(), 1.0]
+        return Solution(x=x, nfe=steps, times=times, nfe_max=steps,
+                        trajectory=torch.stack(states) if record else None)
 
     # ------------------------------------------------------------------------- records
     def to_json(self) -> dict:
@@ -209,3 +225,26 @@ class Diffusion(Objective):
         if unknown:
             raise UserError(f"unknown diffusion setting {unknown[0]!r}")
         return cls(**d)
+
+
+# ---------------------------------------------------------------------------- for the stages
+SAMPLERS = ("ode", "ancestral")
+
+
+def check_sampler(sampler: str) -> str:
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    return sampler
+
+
+def ancestral_samples(objective: Objective, net: torch.nn.Module, shape: tuple[int, ...],
+                      n: int, *, steps: int, seed: int = 0, where: str = "this model",
+                      device: str | torch.device = "cpu") -> Solution:
+    """``n`` samples of a diffusion model by its ancestral sampler, from the same seeded noise
+    as ``sample``'s ODE (``generator(seed, "sample-noise")``); the sampler's own draws come
+    from ``generator(seed, "sample-ancestral")``. Any other objective is refused."""
+    if not isinstance(objective, Diffusion):
+        raise UserError(f"the ancestral sampler needs a diffusion model; {where} was trained "
+                        f"with objective {objective.name!r} (use the ODE sampler)")
+    x0 = torch.randn((n, *shape), generator=generator(seed, "sample-noise")).to(device)
+    return objective.ancestral_solve(net, x0, steps, generator(seed, "sample-ancestral"))

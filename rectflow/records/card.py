@@ -52,6 +52,7 @@ class RunCard(Record):
     sample: dict = field(default_factory=lambda: {"solver": "euler", "steps": 100})
     distill_k: int | None = None
     heldout: dict | None = None      # how the evaluation split was made (files, folders)
+    source: dict | None = None       # {"data": spec, "normalization"}; None: N(0, I)
     versions: dict = field(default_factory=versions)
     steps_done: int = 0
     complete: bool = False
