@@ -48,6 +48,13 @@ def print_result(result: dict, out: Path) -> None:
     if result.get("classifier") and "test_accuracy" in result["classifier"]:
         con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
                   "held-out accuracy")
+    if result.get("conditional"):
+        from rectflow import conditional_report
+        c = result["conditional"]
+        con.print(_rich(f"{result['data'].get('name')}: conditional, labels "
+                        f"{c.get('labels')}; acc = {c.get('accuracy') or 'not measured'}",
+                        *conditional_report.table(c, sorted({min(result["args"]["steps"]),
+                                                             max(result["args"]["steps"])}))))
     for r in result["rows"]:
         if r.get("lineage_text"):
             con.print(f"{r['name']}: {r['lineage_text']}")

@@ -24,11 +24,15 @@ def sample(
     sampler: Annotated[str, typer.Option(help="ode (solve the model's ODE with --solver) or ancestral (diffusion models: DDPM's stochastic sampler on --steps steps).")] = "ode",
     use_ema: UseEma = True,
     overwrite: Overwrite = False,
+    classes: Annotated[Optional[list[str]], typer.Option("--class", help="Conditional model: class name or index (repeat, or comma-separate), or 'all' for a grid with one row per class; -n is split evenly (default all).")] = None,
+    guidance: Annotated[float, typer.Option(help="Conditional model: classifier-free guidance w (0 unconditional, 1 plain conditional, >1 sharper).")] = 1.0,
 ):
     """Sample from a trained flow; writes samples in the data's own units."""
     out = out or ckpt.parent / f"{ckpt.name}-samples.npy"
     r = stages.sample(ckpt, out, n=n, steps=steps, solver=solver, seed=seed, use_ema=use_ema,
-                      rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler)
+                      rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
+                      classes=[c for v in classes or [] for c in v.split(",") if c.strip()],
+                      guidance=guidance)
     Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, {r['steps']} "
                     f"steps, {r['nfe']:g} NFE per sample)"
                     + (f", picture {r['picture']}" if r["picture"] else ""))

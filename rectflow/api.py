@@ -25,6 +25,7 @@ import torch
 from . import stages
 from .checkpoint import Checkpoint
 from .data import Normalization
+from .errors import UserError
 from .objectives.diffusion import ancestral_samples, check_sampler
 from .options import CoupleConfig, EvalConfig, resolve
 from .records import EvalReport, PairsManifest, RunCard
@@ -69,19 +70,27 @@ class Flow:
         return self.objective.velocity(self.model)(x, t)
 
     def sample(self, n: int = 1000, *, steps: int | None = None, solver: str = "euler",
-               seed: int = 0, raw: bool = True, sampler: str = "ode",
-               **solver_kw) -> torch.Tensor:
+               seed: int = 0, raw: bool = True, sampler: str = "ode", classes=None,
+               guidance: float = 1.0, **solver_kw) -> torch.Tensor:
         """``n`` samples from seeded noise; in the data's own units (``raw=True``) or in model
         space. ``steps`` defaults to what the model is for (1 for a one-step student).
         ``sampler="ancestral"`` (diffusion models) uses DDPM's stochastic sampler, seeded by
-        ``seed``, instead of the ODE."""
+        ``seed``, instead of the ODE. A conditional model samples ``classes`` (names, indices
+        or "all", the default; ``n`` split evenly, in blocks of one class) under
+        classifier-free guidance ``guidance``."""
+        from . import conditioning as cond
         steps = int(steps if steps is not None else self.card.sample["steps"])
+        y, n = cond.sample_labels(self.card, classes, n)
+        cond.check_guidance(self.card, guidance)
         if check_sampler(sampler) == "ancestral":
+            if y is not None:
+                raise UserError("the ancestral sampler takes no classes; use sampler='ode'")
             sol = ancestral_samples(self.objective, self.model, self.shape, n, steps=steps,
                                     seed=seed, where=str(self.path))
         else:
-            sol = stages.sample_tensor(self.objective.velocity(self.model), self.shape, n,
-                                       steps=steps, solver=solver, seed=seed,
+            v = self.objective.velocity(self.model) if y is None else cond.Guided(
+                self.objective, self.model, len(self.card.classes), guidance).bind(y)
+            sol = stages.sample_tensor(v, self.shape, n, steps=steps, solver=solver, seed=seed,
                                        source=self.card.source, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from . import checkpoint as ckpt
-from . import io, report
+from . import conditional_report, io, report
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .errors import UserError
@@ -224,7 +224,7 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
         classifier(spec, fdir, callback)
     emit = callback or (lambda e: None)
     per_eval = len(cfg.steps) + 1 + int(cfg.adaptive)
-    pictures = 3
+    pictures = 3 + int(dataset.is_image and first.card.conditional)   # class_samples.png
     total = per_eval * len(paths) + pictures
     emit({"event": "start", "total": total, "label": "compare"})
     evals = []
@@ -244,7 +244,9 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
               "n": evals[0].n, "n_reference": evals[0].n_reference,
               "seeds": evals[0].seeds, "floors": evals[0].floors,
               "classifier": evals[0].classifier,
-              "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)]}
+              "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)],
+              "conditional": conditional_report.summary(labels, evals,
+                                                        evals[0].primary_metric)}
     _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
     return result
 
@@ -258,7 +260,11 @@ def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
         done += 1
         emit({"event": "progress", "done": done})
     headers, rows = table(result)
-    ckpt.atomic_write_bytes(out / "compare.md", report.markdown_table(headers, rows).encode())
+    ckpt.atomic_write_bytes(out / "compare.md", (report.markdown_table(headers, rows)
+                                                 + conditional_report.markdown(result)).encode())
+    if result.get("conditional"):
+        ckpt.atomic_write_bytes(out / "compare_conditional.csv",
+                                conditional_report.csv(result).encode())
     fh, fr = flat_table(result)
     ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
     Comparison(**result).write(out)
@@ -280,6 +286,9 @@ def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,
                 cells.append((lab, {k: solve(model, x0, steps=k).x for k in GRID_STEPS}))
             return report.save_sample_grids(cells, path)
         out["samples.png"] = grids
+        if result.get("conditional"):
+            out["class_samples.png"] = lambda path: conditional_report.class_grids(
+                paths, labels, cfg.seed, path)
     elif dataset.shape == (2,):
         ref = reference_data(dataset, 1000, cfg.seed)
         out["trajectories.png"] = lambda path: report.save_trajectories(

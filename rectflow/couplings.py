@@ -28,7 +28,8 @@ class PairSource(ABC):
 
     @abstractmethod
     def batch(self, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``index``-th global batch of ``size`` pairs (x0, x1), on the CPU."""
+        """The ``index``-th global batch of ``size`` pairs (x0, x1), on the CPU; a labelled
+        source adds a third item, the conditioning ``{"y": labels}``."""
 
 
 class EpochSampler:

@@ -26,7 +26,8 @@ from .metrics import MMD_BANDWIDTHS, PathStats, mmd, ot_cost, w2
 from .options import EvalConfig
 from .records import EvalReport, sha256_file
 from .seeding import generator
-from .solvers import solve
+from .conditional_eval import ACCURACY_NOTE, ConditionalEval
+from .conditioning import solve
 from .sources import data_ot, initial_points
 
 METRIC_NOTES = {
@@ -48,6 +49,7 @@ METRIC_NOTES = {
     "transport_cost": "mean |z1 - z0|^2 between each noise point and where the flow takes it",
     "ot_cost": "the same cost for the optimal assignment of the same endpoints (exact, on a "
                "subsample); transport_cost - ot_cost is how far the coupling is from optimal",
+    "accuracy": ACCURACY_NOTE,
 }
 
 
@@ -198,7 +200,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
                         "weights); pass overwrite to replace it")
 
     started = time.perf_counter()
-    net = ck.velocity(ema=cfg.use_ema, device=device, module=model)
+    cond = ConditionalEval(ck, cfg, fdir, device, model)   # labels and guidance
+    net = cond.velocity(cfg.seed, cfg.n)
     distilled = ck.card.stage == "distill"
     own_steps = int(ck.card.sample["steps"])
     adaptive = cfg.adaptive and not distilled   # a k-step student has no ODE to refine
@@ -212,10 +215,10 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
                                                  reference_data(dataset, cfg.n, s), cfg, fdir)
         x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
-        run = {}
+        run, v = {}, cond.velocity(s, cfg.n)
         for k in cfg.steps:
-            sol = solve(net, x0, method=cfg.solver, steps=k)
-            run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x)}
+            sol = solve(v, x0, method=cfg.solver, steps=k)
+            run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x), **cond.scores(sol.x, s)}
             done += 1
             emit({"event": "progress", "done": done, "info": f"seed {s}: {cfg.solver} {k} steps"})
         runs.append(run)
@@ -243,6 +246,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         solver=cfg.solver, metrics=scorer.info["metrics"], quality=q, path=path,
         reference=reference, image=scorer.is_image, classifier=scorer.info.get("classifier"),
         floors=_summarise(floors), seeds=seeds, lineage=describe_lineage(ck.card),
+        conditional=cond.report(x0, scorer, q, path, grid),
         seconds=time.perf_counter() - started)
     if target is not None:
         report.write(target)

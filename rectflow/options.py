@@ -174,6 +174,10 @@ TRAIN = (
         hi=4),
     Opt("pair_drop", float, 0.0, "Drop this share of stored pairs with the largest |x1 - x0| "
         "(Re-MeanFlow: 0.1).", lo=0, below=1),
+    Opt("conditional", bool, False, "train: a class-conditional model, labels from the data "
+        "(reflow and distill follow their teacher)."),
+    Opt("label_dropout", float, 0.1, "Conditional: share of labels replaced by 'no label', so "
+        "one model also samples unconditionally (classifier-free guidance).", lo=0, below=1),
     Opt("seed", int, 0, "Seed of every random draw.", lo=0, hi=2**62),
     Opt("source", str | None, None, "Source at t = 0: a dataset as for data (a 2-D toy, an "
         "array file, an image folder) or one class of a labelled one (digits:3), unpaired "
@@ -201,6 +205,8 @@ COUPLE = (
         lo=1, hi=10**10),
     Opt("ot_subsample", int, 1000, "Pairs (the first by index) for the exact OT cost.",
         lo=2, hi=20_000),
+    Opt("guidance", float, 1.0, "Conditional teacher: classifier-free guidance w of the "
+        "pairs (v = v_uncond + w (v_cond - v_uncond); 1 plain conditional).", lo=0, hi=100),
 )
 
 EVAL = (
@@ -226,6 +232,8 @@ EVAL = (
         hi=100_000),
     Opt("use_ema", bool, True, "Evaluate the EMA weights.", off="--no-ema"),
     Opt("fid_weights", str | None, None, "Local safetensors of torchvision's inception_v3."),
+    Opt("guidance", str, "1", "Conditional models: comma-separated guidance weights to "
+        "evaluate (the first, or 1 when listed, leads the tables)."),
 )
 
 
@@ -284,7 +292,8 @@ EvalConfig = _config_class("EvalConfig", EVAL, "Options of eval and compare.")
 STAGE_DEFAULTS: dict[str, dict] = {
     "train": {},
     "reflow": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "u-shaped", "a": 4.0}},
-    "distill": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "grid", "k": 1}},
+    "distill": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "grid", "k": 1},
+                "label_dropout": 0.0},   # a student bakes in its pairs' guidance
 }
 
 

@@ -28,7 +28,8 @@ from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_t
                       read_json, save_tensors, sha256_file, shard_name, sidecar_name, versions)
 from .records.files import is_temp
 from .seeding import generator
-from .solvers import chunked, solve
+from .conditioning import ConditionalTeacher, Labelled, solve as cond_solve
+from .solvers import chunked
 from .training import make_accelerator
 
 BLOCK = 1024   # noise block: indices [b*BLOCK, (b+1)*BLOCK) share one generator
@@ -38,6 +39,8 @@ def make_plan(cfg: CoupleConfig, teacher_sha256: str) -> PairsPlan:
     """The arguments that determine the dataset (batch size does not), checked on resume."""
     d = cfg.to_json()
     d.pop("batch_size")
+    if d.get("guidance") == 1.0:   # the default (and all an unconditional teacher takes)
+        d.pop("guidance")
     for k in (("steps",) if cfg.solver == "dopri5" else ("rtol", "atol")):
         d.pop(k)
     return PairsPlan(settings=d, teacher_sha256=teacher_sha256, noise_block=BLOCK)
@@ -70,9 +73,10 @@ def remove_stale_temps(out: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _solve_shard(velocity, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
+def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
                  stats: PathStats, progress: Callable[[int], None]) -> tuple[torch.Tensor, int]:
-    """z1 for the noise ``x0`` of the shard starting at index ``lo``.
+    """z1 for the noise ``x0`` of the shard starting at index ``lo``; ``velocity_of(rows)``
+    is the velocity of the shard's rows ``rows`` (labelled rows for a conditional teacher).
 
     Solve batches are whole eval chunks counted from the shard's start, so each row meets the
     model at the same position of the same chunk whatever ``--batch-size`` is; a batch size
@@ -83,9 +87,12 @@ def _solve_shard(velocity, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
     for a in range(0, x0.shape[0], rows):
         z0 = x0[a:a + rows].to(device)
         k = max(0, min(z0.shape[0], tracked - lo - a))   # rows whose path metrics are tracked
+        velocity = velocity_of(slice(a, a + rows))
+        if isinstance(velocity, Labelled) and cfg.solver == "dopri5":
+            k = 0   # solved class by class: no path metrics (see conditioning.solve)
         obs = (lambda t, dt, z, v: stats.observer(t, dt, z[:k], v[:k])) if k else None
-        sol = solve(velocity, z0, method=cfg.solver, steps=cfg.steps, rtol=cfg.rtol,
-                    atol=cfg.atol, observer=obs)
+        sol = cond_solve(velocity, z0, method=cfg.solver, steps=cfg.steps, rtol=cfg.rtol,
+                         atol=cfg.atol, observer=obs)
         if k:
             stats.finish(z0[:k], sol.x[:k])
         nfe += sol.nfe * z0.shape[0]
@@ -109,7 +116,8 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
     cfg.validate()
     out = Path(out)
     acc = accelerator or make_accelerator()
-    velocity = chunked(model, cfg.eval_chunk)
+    labelled = isinstance(model, ConditionalTeacher)
+    velocity = None if labelled else chunked(model, cfg.eval_chunk)
     n_shards = math.ceil(cfg.n / cfg.shard_size)
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]
@@ -131,9 +139,13 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         stats = PathStats(math.prod(shape))
         x0 = block_noise(lo, hi, shape, cfg.seed) if source is None else \
             source.block(lo, hi, cfg.seed, BLOCK)
-        x1, nfe = _solve_shard(velocity, cfg, x0, lo, acc.device, stats, progress)
+        y = model.labels(lo, hi, cfg.seed) if labelled else None
+        x1, nfe = _solve_shard((lambda r: model.velocity(y[r], cfg.eval_chunk)) if labelled
+                               else (lambda r: velocity), cfg, x0, lo, acc.device, stats,
+                               progress)
         sha = save_tensors(out / shard_name(s), {
-            "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64)})
+            "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64),
+            **({"y": y} if labelled else {})})
         atomic_write_json(out / sidecar_name(s), {
             "file": shard_name(s), "start": lo, "count": hi - lo, "sha256": sha,
             "nfe": nfe, "stats": stats.state(), "process": acc.process_index,

@@ -49,6 +49,16 @@ PRESETS: dict[str, dict] = {
                        "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
                        "distill": {"steps": 1000, "batch_size": 512},
                        "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},
+    # class-conditional digits: labels through every stage, pairs solved with guidance 1.5
+    # (baked into rf2, rf3 and the student), compared at guidance 0, 1 and 2
+    "digits-cond": {"data": "digits", "model": {"width": 16},
+                    "train": {"steps": 2000, "batch_size": 128, "save_every": 500,
+                              "conditional": True},
+                    "couple": {"n": 5000, "steps": 8, "batch_size": 1000, "guidance": 1.5},
+                    "reflow": {"steps": 1000, "batch_size": 128, "save_every": 500},
+                    "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
+                    "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
+                                "reference_atol": 1e-3, "guidance": "0,1,2"}},
     "mnist": {"data": "mnist",
               "train": {"steps": 60_000, "batch_size": 256, "lr": 2e-4, "warmup": 1000,
                         "ema_decay": 0.9999, "mixed_precision": "bf16", "save_every": 5000},

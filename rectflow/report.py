@@ -47,12 +47,14 @@ def save_scatter(points: torch.Tensor, path: str | Path, title: str = "",
 
 
 def save_samples_picture(x: torch.Tensor, path: str | Path, is_image: bool, title: str = "",
-                         reference: torch.Tensor | None = None) -> Path | None:
-    """The natural picture of model-space samples: an image grid or a 2-D scatter.
-    Data of other shapes has no picture (returns None)."""
+                         reference: torch.Tensor | None = None,
+                         per_row: int | None = None) -> Path | None:
+    """The natural picture of model-space samples: an image grid (the first 64, or all of
+    them ``per_row`` a row: one row per class) or a 2-D scatter. Data of other shapes has no
+    picture (returns None)."""
     if is_image:
         from .data.images import save_image_grid
-        return save_image_grid(x[:64], path)
+        return save_image_grid(x[:64] if per_row is None else x, path, nrow=per_row)
     if x.dim() == 2 and x.shape[1] == 2:
         return save_scatter(x, path, title, reference)
     return None
@@ -104,9 +106,11 @@ def save_trajectories(panels: list[tuple[str, torch.Tensor]], path: str | Path,
     return save_figure(fig, path, dpi=90)
 
 
-def save_sample_grids(rows: list[tuple[str, dict[int, torch.Tensor]]], path: str | Path) -> Path:
+def save_sample_grids(rows: list[tuple[str, dict[int, torch.Tensor]]], path: str | Path,
+                      nrow: int | None = None) -> Path:
     """Image samples in a table: one row per model, one column per number of steps; each
-    cell a small grid of model-space images in [-1, 1] from the same noise."""
+    cell a small grid of model-space images in [-1, 1] from the same noise (``nrow`` images
+    a row: one row per class for a conditional model; default about square)."""
     from torchvision.utils import make_grid
     steps = sorted({k for _, cells in rows for k in cells})
     plt, (fig, axes) = _figure(len(rows), len(steps), squeeze=False,
@@ -117,7 +121,8 @@ def save_sample_grids(rows: list[tuple[str, dict[int, torch.Tensor]]], path: str
             ax.set_xticks([]), ax.set_yticks([])
             if k in cells:
                 x = (cells[k].detach().float().cpu().clamp(-1, 1) + 1) / 2
-                g = make_grid(x, nrow=int(math.sqrt(x.shape[0])), padding=1, pad_value=1.0)
+                g = make_grid(x, nrow=nrow or int(math.sqrt(x.shape[0])), padding=1,
+                              pad_value=1.0)
                 ax.imshow(g.permute(1, 2, 0).numpy().squeeze(), cmap="gray", vmin=0, vmax=1,
                           interpolation="nearest")
             if i == 0:

@@ -2,11 +2,9 @@
 and ``sample`` (the CLI stage: samples in the data's own units, a picture beside them)."""
 from __future__ import annotations
 
-import io as _bytes
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import io
@@ -19,9 +17,8 @@ from .seeding import generator
 from .sources import Source
 from .io.stage import writable_file
 from .options import COUPLE, table_of
-from .records.files import atomic_write_bytes
 from .report import save_samples_picture
-from .solvers import solve
+from .conditioning import sample_labels, sample_velocity, per_class, solve, write_npy
 
 
 MAX_SAMPLE_BYTES_FRACTION = 0.5
@@ -42,10 +39,13 @@ def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
            solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
            atol: float = 1e-5, overwrite: bool = False,
-           model: torch.nn.Module | None = None, sampler: str = "ode") -> dict:
+           model: torch.nn.Module | None = None, sampler: str = "ode", classes=None,
+           guidance: float = 1.0) -> dict:
     """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
     range), and a picture beside it. ``sampler="ancestral"`` (diffusion models only) draws
-    them with DDPM's stochastic sampler on ``steps`` steps instead of solving the ODE."""
+    them with DDPM's stochastic sampler on ``steps`` steps instead of solving the ODE. A
+    conditional model samples ``classes`` under classifier-free ``guidance`` (see
+    :func:`rectflow.conditioning.sample_labels`); their labels go to ``<out>.labels.npy``."""
     opts = table_of(COUPLE)
     n = opts["n"].check(n)
     solver = opts["solver"].check(solver)
@@ -66,15 +66,19 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
         if p.is_dir() or p.is_symlink():
             raise UserError(f"{p} is a folder or a link; name a file")
     writable_file(out)
+    y, n = sample_labels(ck.card, classes, n)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
+    if sampler == "ancestral" and y is not None:
+        raise UserError("the ancestral sampler takes no classes; sample a conditional model "
+                        "with the ode sampler")
     if sampler == "ancestral":
         sol = ancestral_samples(ck.objective(), ck.load_model(ema=use_ema, module=model),
                                 ck.shape, n, steps=steps, seed=seed, where=str(ck.path))
         solver = "ancestral"
     else:
-        sol = sample_tensor(ck.velocity(ema=use_ema, module=model), ck.shape, n, steps=steps,
-                            solver=solver, seed=seed, rtol=rtol, atol=atol,
-                            source=ck.card.source)
+        sol = sample_tensor(sample_velocity(ck, y, guidance, ema=use_ema, module=model),
+                            ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
+                            atol=atol, source=ck.card.source)
     is_image = len(ck.shape) == 3
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))
@@ -82,10 +86,11 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     if is_image:   # back to the data's own 8-bit pixels
         raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buf = _bytes.BytesIO()
-    np.save(buf, raw.numpy(), allow_pickle=False)
-    atomic_write_bytes(out, buf.getvalue())
+    write_npy(out, raw)
+    if y is not None:
+        write_npy(out.with_suffix(".labels.npy"), y)
     pic = save_samples_picture(x if is_image else raw, picture, is_image,
-                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE")
+                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE",
+                               per_row=per_class(y))
     return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
             "steps": steps, "shape": list(raw.shape), "sampler": solver}

@@ -15,14 +15,13 @@ from typing import Callable
 
 import torch
 
-from . import checkpoint as ckpt
-from . import io
+from . import checkpoint as ckpt, conditioning as cond, io
 from .io.stage import check_output, write_stage
 from .sampling import sample, sample_tensor   # noqa: F401 - part of the stages API
 from .checkpoint import Checkpoint
-from .couplings import COUPLINGS, make_source
+from .couplings import COUPLINGS
 from .data import data_spec, load_dataset
-from .data.pairs import PairsDataset, StoredPairs
+from .data.pairs import PairsDataset
 from .errors import CheckpointError, OptionError, UserError
 from .evaluation import stage_report
 from .models import build_model, custom_config, default_model_config, student_model
@@ -139,15 +138,17 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels)
         dataset = load_dataset(spec, "train", allow_download=download)
+        labelled, sizes = cond.new_card(cfg, spec)   # {conditional, classes}, {num_classes}
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}))
+            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}),
+                                             **sizes)
             net = _seeded_model(model_cfg, cfg.seed)
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
-                       normalization=dataset.normalization.to_json(),
+                       normalization=dataset.normalization.to_json(), **labelled,
                        sample={"solver": "euler",
                                "steps": 1 if cfg.objective == "meanflow" else 100})
         if cfg.source is not None:   # data-to-data: x0 from a data set of the same shape
@@ -157,7 +158,7 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
                   f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     x0s = Source(card.source, tuple(card.shape)) if card.source else None
-    source = make_source(dataset, card.coupling, cfg.seed, x0s)
+    source = cond.train_source(card, dataset, cfg, x0s)
     return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
                       evaluate, eval_n)
 
@@ -188,8 +189,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
         net = module if module is not None else build_model(card.model)
-        source = StoredPairs(open_pairs(out / card.parent["pairs"]), cfg.seed,
-                             drop=cfg.pair_drop)
+        source = cond.pairs_source(card, open_pairs(out / card.parent["pairs"]), cfg)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
     cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
@@ -213,13 +213,14 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "init_round": int(tc.round), "init_stage": tc.stage,
                 "init_objective": (tc.objective or {}).get("name", "flow"),
                 "teacher_objective": pd.manifest.teacher.get("objective", "flow"),
-                "pairs_round": pairs_round,
+                "pairs_round": pairs_round, "guidance": pd.manifest.guidance,
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
         sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
-        heldout=tc.heldout, source=tc.source, **extra)
-    source = StoredPairs(pd, cfg.seed, drop=cfg.pair_drop)
+        heldout=tc.heldout, source=tc.source, **extra, **cond.inherited(tc, pd.manifest))
+    card.train["conditional"] = card.conditional   # followed from the teacher, not an option
+    source = cond.pairs_source(card, pd, cfg)
     if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
         card.parent["pair_filter"] = source.filter
     return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
@@ -290,7 +291,7 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         if callback and acc.is_main_process:
             callback({"event": "complete"})
         return PairsManifest.read(out) if acc.is_main_process else None
-    net = teacher.velocity(ema=cfg.use_ema, device=acc.device, module=model)
+    net = cond.couple_teacher(teacher, cfg, acc.device, model)   # labels when conditional
     tc = teacher.card
     x0s = Source(tc.source, teacher.shape) if tc.source else None
     provenance = {"teacher": {"path": _rel(teacher.path, out), "sha256": plan.teacher_sha256,
@@ -300,7 +301,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
                   "data": tc.data, "seed": cfg.seed, "source": tc.source,
                   "solver": {"method": cfg.solver,
                              **({"rtol": cfg.rtol, "atol": cfg.atol}
-                                if cfg.solver == "dopri5" else {"steps": cfg.steps})}}
+                                if cfg.solver == "dopri5" else {"steps": cfg.steps})},
+                  **cond.provenance(tc, cfg)}
 
     def run(folder: Path):
         if acc.is_main_process:

@@ -224,7 +224,8 @@ def train_step(step: int, model, optimizer, objective: Objective, source: PairSo
     world, rank = acc.num_processes, acc.process_index
     micro = cfg.batch_size // cfg.grad_accum
     local = micro // world
-    x0, x1 = source.batch(step - 1, cfg.batch_size)
+    x0, x1, *extra = source.batch(step - 1, cfg.batch_size)   # extra: {"y": labels}
+    cond = extra[0] if extra else {}
     times = objective.sample_times(cfg.batch_size, generator(cfg.seed, "time", step - 1))
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step)
@@ -233,9 +234,10 @@ def train_step(step: int, model, optimizer, objective: Objective, source: PairSo
     for m in range(cfg.grad_accum):
         rows = slice(m * micro + rank * local, m * micro + (rank + 1) * local)
         a0, a1 = (a[rows].to(acc.device, non_blocking=True) for a in (x0, x1))
-        tm = {k: v[rows].to(acc.device, non_blocking=True) for k, v in times.items()}
+        tm, c = ({k: v[rows].to(acc.device, non_blocking=True) for k, v in d.items()}
+                 for d in (times, cond))
         with acc.accumulate(model):
-            loss = objective.loss(model, a0, a1, tm).mean()
+            loss = objective.loss(model, a0, a1, tm, **c).mean()
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -43,6 +43,7 @@ class PairsDataset:
         self.manifest = m = PairsManifest.read(self.path / MANIFEST)
         self.shape = tuple(m.shape)
         self.n = m.n
+        self.labelled = m.classes is not None   # shards also hold labels y (conditional)
         self.shards = [{"file": sh.file, "start": sh.start, "count": sh.count,
                         "sha256": sh.sha256} for sh in m.shards]
         for s in self.shards:   # regular files inside the folder, never a link out of it
@@ -71,8 +72,13 @@ class PairsDataset:
             t = load_bytes(data)
         except Exception as e:  # noqa: BLE001 - a checksum-valid but unreadable shard
             raise CheckpointError(f"shard {self.path / s['file']} is unreadable ({e})") from None
-        if set(t) != {"x0", "x1", "index"}:
-            raise CheckpointError(f"shard {s['file']} holds {sorted(t)}, not x0, x1, index")
+        want = {"x0", "x1", "index"} | ({"y"} if self.labelled else set())
+        if set(t) != want:
+            raise CheckpointError(f"shard {s['file']} holds {sorted(t)}, not "
+                                  f"{', '.join(sorted(want))}")
+        if self.labelled and tuple(t["y"].shape) != (s["count"],):
+            raise CheckpointError(f"shard {s['file']} holds labels of shape "
+                                  f"{list(t['y'].shape)}, not [{s['count']}]")
         self._check_shape(s, tuple(t["x0"].shape), tuple(t["x1"].shape))
         lo, hi = s["start"], s["start"] + s["count"]
         if not torch.equal(t["index"], torch.arange(lo, hi)):
@@ -141,6 +147,7 @@ class StoredPairs:
         self.counts = ([int(s["count"]) for s in pairs.shards] if self.keep is None else
                        [int(k.sum()) for k in self.keep])
         self.n = sum(self.counts)
+        self.keys = ("x0", "x1", "y") if pairs.labelled else ("x0", "x1")
         self._key = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -161,24 +168,25 @@ class StoredPairs:
         order = order.tolist()
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
-    def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Shard ``i``'s columns (x0, x1 and, when labelled, y), filtered when ``drop``."""
         t = self.pairs.read_shard(i)
         if self.keep is None:
-            return t["x0"], t["x1"]
-        return t["x0"][self.keep[i]], t["x1"][self.keep[i]]
+            return tuple(t[k] for k in self.keys)
+        return tuple(t[k][self.keep[i]] for k in self.keys)
 
     def _load_window(self, epoch: int, w: int, shards: list[int]):
         if self._key != (epoch, w):
             parts = [self._read(i) for i in shards]
-            x0 = torch.cat([p[0] for p in parts])
-            x1 = torch.cat([p[1] for p in parts])
-            perm = torch.randperm(x0.shape[0], generator=generator(self.seed, "window", epoch, w))
-            self._cache, self._key = (x0[perm], x1[perm]), (epoch, w)
+            cols = [torch.cat([p[k] for p in parts]) for k in range(len(self.keys))]
+            perm = torch.randperm(cols[0].shape[0],
+                                  generator=generator(self.seed, "window", epoch, w))
+            self._cache, self._key = tuple(c[perm] for c in cols), (epoch, w)
         return self._cache
 
     def batch(self, index: int, size: int):
         pos, end = index * size, (index + 1) * size
-        x0s, x1s = [], []
+        cols: list[list[torch.Tensor]] = [[] for _ in self.keys]
         while pos < end:
             epoch, off = divmod(pos, self.n)
             for w, shards in enumerate(self._epoch_windows(epoch)):
@@ -186,9 +194,10 @@ class StoredPairs:
                 if off < wsize:
                     break
                 off -= wsize
-            x0, x1 = self._load_window(epoch, w, shards)
+            window = self._load_window(epoch, w, shards)
             take = min(wsize - off, end - pos)
-            x0s.append(x0[off:off + take])
-            x1s.append(x1[off:off + take])
+            for c, col in zip(cols, window):
+                c.append(col[off:off + take])
             pos += take
-        return torch.cat(x0s), torch.cat(x1s)
+        x0, x1, *y = (torch.cat(c) for c in cols)
+        return (x0, x1, {"y": y[0]}) if y else (x0, x1)

@@ -59,3 +59,28 @@ def interval_times(t: torch.Tensor, r: torch.Tensor | None, interval: bool
     if r is None:
         return t, torch.zeros_like(t)
     return r, t - r
+
+
+class LabelEmbedding(nn.Module):
+    """A learned vector per class and one more for "no label" (index ``num_classes``), which
+    ``y=None`` selects: a model trained with label dropout to that index serves conditional
+    and unconditional sampling (classifier-free guidance)."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        if not (isinstance(num_classes, int) and num_classes >= 1):
+            raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
+        self.null = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, y: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+        if y is None:
+            y = torch.full((batch,), self.null, dtype=torch.long, device=device)
+        return self.table(y.long())
+
+
+def no_labels(y) -> None:
+    """Unconditional models take no labels: refuse ``y`` rather than ignore it."""
+    if y is not None:
+        raise ValueError("this model is unconditional (trained without --conditional); "
+                         "it takes no labels y")

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import LEGACY_TIME_SCALE, MAX_PERIOD, TimeEmbedding, interval_times
+from .embedding import (LEGACY_TIME_SCALE, MAX_PERIOD, LabelEmbedding, TimeEmbedding,
+                        interval_times, no_labels)
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -81,6 +82,8 @@ class UNet(nn.Module):
     Level i has ``width * mults[i]`` channels and resolution ``resolution / 2**i``. All
     arguments are plain JSON values so the model can be rebuilt with ``UNet(**config)``;
     ``time_scale``/``max_period`` default to the legacy time features (see ``embedding``).
+    With ``num_classes`` a label embedding is added to the time embedding, so every block is
+    conditioned on both (``y=None`` is the "no label" class).
 
     ``interval=True`` makes it an average-velocity model ``u(x, t, r=r)`` over [r, t]: the time
     MLP reads the start r, and a second MLP of the length t - r (``gap_mlp``, whose last layer
@@ -92,7 +95,8 @@ class UNet(nn.Module):
                  mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] | list[int] = (), dropout: float = 0.0,
                  time_embed: int = 64, time_scale: float = LEGACY_TIME_SCALE,
-                 max_period: float = MAX_PERIOD, interval: bool = False):
+                 max_period: float = MAX_PERIOD, interval: bool = False,
+                 num_classes: int | None = None):
         super().__init__()
         levels = len(mults)
         if levels == 0:
@@ -112,6 +116,7 @@ class UNet(nn.Module):
 
         self.embed = TimeEmbedding(time_embed, max_period, time_scale)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.label = LabelEmbedding(num_classes, emb) if num_classes else None
         self.interval = bool(interval)
         if self.interval:
             self.gap_mlp = nn.Sequential(nn.Linear(time_embed, emb), nn.SiLU(),
@@ -148,12 +153,16 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         start, gap = interval_times(t, r, self.interval)
         emb = self.time_mlp(self.embed(start).to(x.dtype))
         if gap is not None:
             emb = emb + self.gap_mlp(self.embed(gap).to(x.dtype))
+        if self.label is None:
+            no_labels(y)
+        else:
+            emb = emb + self.label(y, x.shape[0], x.device).to(x.dtype)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

@@ -56,6 +56,8 @@ class RunCard(Record):
     versions: dict = field(default_factory=versions)
     steps_done: int = 0
     complete: bool = False
+    conditional: bool = False        # class-conditional (model(x, t, y=...)); absent: no
+    classes: list[str] | None = None  # class names in label order, when conditional
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -68,6 +70,9 @@ class RunCard(Record):
         if not self.shape or min(self.shape) < 1:
             raise ValueError(f"shape {self.shape} is not a shape")
         self.round, self.steps_done, self.seed = int(self.round), int(self.steps_done), int(self.seed)
+        self.conditional = bool(self.conditional)
+        if self.conditional and not (isinstance(self.classes, list) and self.classes):
+            raise ValueError("a conditional card must list its classes")
 
     @classmethod
     def from_json(cls, d: dict, version: int) -> "RunCard":

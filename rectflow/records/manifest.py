@@ -66,6 +66,8 @@ class PairsManifest(Record):
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     source: dict | None = None       # the teacher's card.source; None: N(0, I) noise
+    classes: list[str] | None = None  # conditional teacher: shards hold labels y [K]
+    guidance: float | None = None     # the classifier-free guidance the pairs were solved with
 
     @classmethod
     def from_json(cls, d: dict, version: int) -> "PairsManifest":

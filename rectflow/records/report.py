@@ -37,6 +37,7 @@ class EvalReport(Record):
     seeds: list = field(default_factory=list)   # evaluation seeds the means are over
     lineage: str = ""
     seconds: float = 0.0
+    conditional: dict | None = None  # per guidance: quality with class accuracy, per-class paths
 
     def matches(self, args: dict, weights_sha256: str) -> bool:
         return self.args == args and self.weights_sha256 == weights_sha256

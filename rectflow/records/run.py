@@ -51,3 +51,4 @@ class Comparison(Record):
     floors: dict = field(default_factory=dict)
     classifier: dict | None = None
     pictures: dict = field(default_factory=dict)
+    conditional: dict | None = None  # per model and guidance: class accuracy, per-class paths
