@@ -283,7 +283,7 @@ KIND_DEFAULTS: dict[str, dict[str, dict]] = {
         "train": {"batch_size": 128, "save_every": 500},
         "reflow": {"batch_size": 128, "save_every": 500},
         "distill": {"batch_size": 128, "save_every": 500},
-        "couple": {"batch_size": 1000},
+        "couple": {"batch_size": 512, "eval_chunk": 256},
         "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
                     "reference_atol": 1e-3},
         "stage_eval": {"n": 200, "path_steps": 16, "steps": (1, 2, 4, 8)},
