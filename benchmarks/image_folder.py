@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -54,7 +55,8 @@ def main() -> None:
         if args.train_steps is not None:
             cmd += ["--train-steps", str(args.train_steps)]
         start = time.perf_counter()
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        env = {**os.environ, "COLUMNS": "200"}   # one note per line
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         if run.returncode:

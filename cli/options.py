@@ -26,11 +26,10 @@ Threads = Annotated[Optional[int], typer.Option(help=THREADS.help, min=1, show_d
 
 
 def use_threads(n: Optional[int]) -> None:
-    """Set the CPU thread policy for this command and say so in one line."""
+    """Set the CPU thread policy for this command; its progress bar says so in one line when
+    work starts (so a refused invocation still prints only its error)."""
     from rectflow.threads import configure
-
-    from .progress import console
-    console.print(configure(n), style="dim", highlight=False)
+    configure(n)
 
 
 _PY = {int: int, float: float, str: str, bool: bool, tuple: str, TimeDist: str}

@@ -5,6 +5,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from rectflow.threads import take_note
+
 console = Console(stderr=True)
 
 
@@ -33,6 +35,9 @@ class ProgressCallback:
 
     def __call__(self, e: dict) -> None:
         kind = e.get("event")
+        pending = take_note()   # the thread policy, said once when work starts
+        if pending:
+            console.print(pending, highlight=False)
         if kind == "note":   # one line the user should read (batch chosen, resize, threads)
             console.print(e["text"], highlight=False)
             return

@@ -86,6 +86,12 @@ def test_default_threads_follow_omp_then_cores(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.default_threads() == (3, "OMP_NUM_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert threads.default_threads()[0] == threads.machine_cores()
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (999.0, 0.0, 0.0))
+    assert threads.default_threads() == (1, f"{threads.machine_cores()} cores, 999 busy "
+                                            "(load average)")
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     n, why = threads.default_threads()
     assert n == max(1, threads.machine_cores() // 2) and "2 processes" in why
