@@ -128,12 +128,12 @@ def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
 def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: TrainConfig,
                resume: bool, overwrite: bool, callback, evaluate: bool,
                eval_n: int | None) -> Checkpoint:
-    threads.ensure(callback)
     acc = make_accelerator(mixed_precision=cfg.mixed_precision,
                            gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with)
     check_run(cfg, acc.num_processes)   # before overwrite clears anything
 
     def run(folder: Path) -> None:
+        threads.ensure(callback)   # and say so, now that the work starts
         fit(model, source, cfg, folder, card, resume=resume, callback=callback, accelerator=acc)
         if evaluate and acc.is_main_process:
             try:
