@@ -11,6 +11,7 @@ from rectflow import comparison as cmp
 from rectflow.options import EvalConfig, resolve
 
 from .eval import FeaturesDir, evaluation_options
+from .options import Threads, use_threads
 from .progress import ProgressCallback
 
 
@@ -68,8 +69,10 @@ def compare(
     ckpt: Annotated[list[Path], typer.Option("--ckpt", help="Model folder; repeat for each, or give one run folder from `rectflow run`.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare).")] = None,
     features_dir: FeaturesDir = None,
+    threads: Threads = None,
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
+    use_threads(threads)
     cfg = resolve(EvalConfig, options)
     if out is None:
         single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()

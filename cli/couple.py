@@ -9,7 +9,8 @@ from rich.console import Console
 from rectflow import stages
 from rectflow.options import COUPLE, CoupleConfig, resolve
 
-from .options import Ckpt, ConfigFile, Overwrite, config_section, option_params, with_options
+from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,
+                      use_threads, with_options)
 from .progress import ProgressCallback
 from .summary import path_table
 
@@ -21,9 +22,11 @@ def couple(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder of the coupling dataset (default <ckpt>-pairs beside the model).")] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
+    threads: Threads = None,
 ):
     """Write pairs (x0, z1) for reflow/distill; rerun the same command to resume.
     (Under torchrun write -n, not --n: torchrun's own parser takes --n.)"""
+    use_threads(threads)
     cfg = resolve(CoupleConfig, options, config_section(config, "couple"),
                   where=("options", "config file"))
     out = out or ckpt.parent / f"{ckpt.name}-pairs"

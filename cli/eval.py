@@ -8,7 +8,7 @@ import typer
 from rectflow.evaluation import evaluate_checkpoint
 from rectflow.options import EVAL, EvalConfig, resolve
 
-from .options import Ckpt, option_params, with_options
+from .options import Ckpt, Threads, option_params, use_threads, with_options
 from .progress import ProgressCallback
 from .summary import print_report
 
@@ -24,8 +24,10 @@ def evaluate(
     features_dir: FeaturesDir = None,
     recompute: Annotated[bool, typer.Option(help="Ignore a stored report with the same arguments and weights.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report made with other arguments or weights.")] = False,
+    threads: Threads = None,
 ):
     """Evaluate a checkpoint: quality at each step count, an adaptive reference, straightness."""
+    use_threads(threads)
     cfg = resolve(EvalConfig, options)
     out = out or ckpt.parent / f"{ckpt.name}-eval.json"
     with ProgressCallback("eval", "part") as cb:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.options import Opt
+from rectflow.options import THREADS, Opt
 from rectflow.path import TimeDist
 
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
@@ -21,6 +21,16 @@ UseEma = Annotated[bool, typer.Option("--use-ema/--no-ema", help="Use the EMA we
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file whose matching table (e.g. \\[train]) fills options not given here.")]
 Evaluate = Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the model when training ends (bounded: no adaptive reference).")]
 EvalN = Annotated[Optional[int], typer.Option("--eval-n", help="Samples of that evaluation (default 2000 for vectors, 500 for images).")]
+
+Threads = Annotated[Optional[int], typer.Option(help=THREADS.help, min=1, show_default=False)]
+
+
+def use_threads(n: Optional[int]) -> None:
+    """Set the CPU thread policy for this command; its progress bar says so in one line when
+    work starts (so a refused invocation still prints only its error)."""
+    from rectflow.threads import configure
+    configure(n)
+
 
 _PY = {int: int, float: float, str: str, bool: bool, tuple: str, TimeDist: str}
 

@@ -5,11 +5,14 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from rectflow.threads import take_note
+
 console = Console(stderr=True)
 
 
 class ProgressCallback:
-    """Renders ``start``/``step``/``progress``/``save``/``evaluate`` events as one bar.
+    """Renders ``start``/``step``/``progress``/``save``/``evaluate`` events as a bar (a new
+    one at each ``start``: training, then its evaluation) and prints ``note`` events.
 
     Usable as a context manager; the bar disappears into a final summary line."""
 
@@ -32,11 +35,19 @@ class ProgressCallback:
 
     def __call__(self, e: dict) -> None:
         kind = e.get("event")
+        pending = take_note()   # the thread policy, said once when work starts
+        if pending:
+            console.print(pending, highlight=False)
+        if kind == "note":   # one line the user should read (batch chosen, resize, threads)
+            console.print(e["text"], highlight=False)
+            return
         if kind == "start":
             total = e.get("steps", e.get("total"))
             self.progress.start()
-            self.task = self.progress.add_task(self.label, total=total, completed=e.get("step", 0),
-                                               info="")
+            if self.task is not None:   # a later phase (evaluation after training): new bar
+                self.progress.stop_task(self.task)
+            self.task = self.progress.add_task(e.get("label", self.label), total=total,
+                                               completed=e.get("step", 0), info="")
         elif self.task is None:
             return
         elif kind == "step":
@@ -44,6 +55,6 @@ class ProgressCallback:
             self.progress.update(self.task, completed=e["step"],
                                  info=f"loss {e['loss']:.4f}  {e['samples_per_s']:,.0f} samples/s")
         elif kind == "progress":
-            self.progress.update(self.task, completed=e["done"])
+            self.progress.update(self.task, completed=e["done"], info=e.get("info", ""))
         elif kind == "evaluate":
             self.progress.update(self.task, info="evaluating…")

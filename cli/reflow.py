@@ -8,8 +8,8 @@ import typer
 from rectflow import stages
 from rectflow.options import STAGE_DEFAULTS, TRAIN
 
-from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, UseEma, config_section,
-                      option_params, with_options)
+from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, UseEma,
+                      config_section, option_params, use_threads, with_options)
 from .progress import ProgressCallback
 from .summary import print_stage
 
@@ -21,8 +21,10 @@ StageOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output fo
 @with_options(option_params(TRAIN, STAGE_DEFAULTS["reflow"]))
 def reflow(options: dict, pairs: Pairs, out: StageOut = None, init: Init = None,
            use_ema: UseEma = True, config: ConfigFile = None, evaluate: Evaluate = True,
-           eval_n: EvalN = None, resume: Resume = False, overwrite: Overwrite = False):
+           eval_n: EvalN = None, resume: Resume = False, overwrite: Overwrite = False,
+           threads: Threads = None):
     """Train round k+1 on round k's pairs, starting from round k's weights."""
+    use_threads(threads)
     with ProgressCallback("reflow") as cb:
         ck = stages.reflow(pairs, out or pairs.parent / "reflow", init=init, init_ema=use_ema,
                            options=options, resume=resume, overwrite=overwrite, callback=cb,
@@ -36,8 +38,9 @@ def distill(options: dict, pairs: Pairs, out: StageOut = None,
             k: Annotated[int, typer.Option("--k", help="Euler steps the student is meant for.")] = 1,
             init: Init = None, use_ema: UseEma = True, config: ConfigFile = None,
             evaluate: Evaluate = True, eval_n: EvalN = None, resume: Resume = False,
-            overwrite: Overwrite = False):
+            overwrite: Overwrite = False, threads: Threads = None):
     """Distill to k steps: k Euler steps from x0 land on the paired z1."""
+    use_threads(threads)
     section = config_section(config, "distill")
     section.pop("k", None)
     with ProgressCallback("distill") as cb:

@@ -11,6 +11,7 @@ from rectflow import pipeline
 from rectflow.presets import PRESETS
 
 from .compare import print_result
+from .options import Threads, use_threads
 from .progress import ProgressCallback, console
 
 UNITS = {"pairs1": "pairs", "pairs2": "pairs", "compare": "unit"}
@@ -61,8 +62,10 @@ def run(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. steps = 500 in the train table), top-level data, model.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10 data.")] = None,
     download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
+    threads: Threads = None,
 ):
     """Run the whole reflow pipeline; rerun the same command to continue an interrupted run."""
+    use_threads(threads)
     out = out or Path("checkpoints") / f"{preset}-run"
     overrides = {}
     if data_root is not None:

@@ -9,8 +9,8 @@ from rectflow import stages
 from rectflow.data import DATASETS
 from rectflow.options import TRAIN
 
-from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, config_section,
-                      option_params, with_options)
+from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, config_section,
+                      option_params, use_threads, with_options)
 from .progress import ProgressCallback
 from .summary import print_stage
 
@@ -22,8 +22,8 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default checkpoints/<data>/rf1).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10/imagefolder data.")] = None,
     download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
-    resolution: Annotated[int, typer.Option(help="Image folder: resize images to this size.")] = 32,
-    channels: Annotated[int, typer.Option(help="Image folder: 1 (grey) or 3 (RGB).")] = 3,
+    resolution: Annotated[Optional[int], typer.Option(help="Images: resize to this size (default: the data's own, a folder's most common).", show_default=False)] = None,
+    channels: Annotated[Optional[int], typer.Option(help="Images: 1 (grey) or 3 (RGB) (default: the data's own).", show_default=False)] = None,
     coupling: Annotated[str, typer.Option(help="independent (rectified flow) or ot (minibatch OT pairs).")] = "independent",
     hidden: Annotated[Optional[int], typer.Option(help="MLP: hidden width (default 256).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="MLP: hidden layers (default 3).")] = None,
@@ -33,10 +33,12 @@ def train(
     eval_n: EvalN = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    threads: Threads = None,
 ):
     """Train a 1-rectified flow: regress v(x_t, t) onto x1 - x0 with fresh noise x0."""
     model = {k: v for k, v in (("hidden", hidden), ("depth", depth), ("width", width))
              if v is not None}
+    use_threads(threads)
     out = out or Path("checkpoints") / Path(data).stem / "rf1"
     with ProgressCallback("train") as cb:
         ck = stages.train(out, data, data_root=str(data_root) if data_root else None,

@@ -297,6 +297,40 @@ STAGE_DEFAULTS: dict[str, dict] = {
 }
 
 
+# Defaults per kind of data ("vector": point clouds and toy data, "image": [C, H, W]), below
+# the user's options and above the stage defaults. Images: a batch that fits a CPU (2048 is
+# a 2-D batch) and snapshots often enough for runs of minutes per step-thousand; the model
+# part of the image recipe (U-Net width by resolution) is models.default_model_config, the
+# evaluation part below ("stage_eval": what a training stage evaluates when it ends, sized
+# to a small fraction of its training time: on 2 cores a 16x16 U-Net step at batch 128 costs
+# ~0.7 s, 200 samples through ~20 solver steps ~15 s). "couple" and "compare" feed presets.
+KIND_DEFAULTS: dict[str, dict[str, dict]] = {
+    "vector": {},
+    "image": {
+        "train": {"batch_size": 128, "save_every": 500},
+        "reflow": {"batch_size": 128, "save_every": 500},
+        "distill": {"batch_size": 128, "save_every": 500},
+        "couple": {"batch_size": 512, "eval_chunk": 256},
+        "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
+                    "reference_atol": 1e-3},
+        "stage_eval": {"n": 200, "path_steps": 16, "steps": (1, 2, 4, 8)},
+    },
+}
+DATA_KINDS = tuple(KIND_DEFAULTS)
+
+
+def kind_defaults(kind: str | None, section: str) -> dict:
+    """The defaults of ``section`` (a stage, ``couple``, ``compare`` or ``stage_eval``) for a
+    kind of data; empty for an unknown or absent kind."""
+    return dict(KIND_DEFAULTS.get(kind or "", {}).get(section, {}))
+
+
+# CPU threads of torch and BLAS for one command (rectflow.threads.configure); not a stage
+# option: it changes speed, not results, so it is not recorded with a run.
+THREADS = Opt("threads", int | None, None, "CPU threads of torch and BLAS (default: the "
+              "machine's cores, or OMP_NUM_THREADS when set).", lo=1, hi=4096)
+
+
 def table_of(cls_or_table) -> dict[str, Opt]:
     """Options by name, of a config class or a table."""
     table = getattr(cls_or_table, "OPTIONS", cls_or_table)
@@ -321,7 +355,9 @@ def resolve(cls, *layers: dict | None, where: tuple[str, ...] = ()):
     return obj
 
 
-def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, ...] = ()):
-    """A :class:`TrainConfig` for ``stage``: the given layers over the stage's defaults."""
-    return resolve(TrainConfig, *layers, STAGE_DEFAULTS[stage],
-                   where=(*where, f"{stage} defaults"))
+def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, ...] = (),
+                 kind: str | None = None):
+    """A :class:`TrainConfig` for ``stage``: the given layers over the defaults of this
+    ``kind`` of data (:data:`KIND_DEFAULTS`) over the stage's defaults."""
+    return resolve(TrainConfig, *layers, kind_defaults(kind, stage), STAGE_DEFAULTS[stage],
+                   where=(*where, f"{kind} defaults", f"{stage} defaults"))

@@ -1,7 +1,8 @@
 """Presets of the whole pipeline (``rectflow run``) as plain dicts, and TOML overrides.
 
 A preset names the data and, per stage, only the options it changes; everything else comes
-from the stage's own defaults (``TrainConfig()`` for train, :func:`rectflow.stages.reflow_defaults`
+from the defaults for the kind of data (:data:`rectflow.options.KIND_DEFAULTS`: the image
+recipe for images) and the stage's own defaults (``TrainConfig()`` for train, :func:`rectflow.stages.reflow_defaults`
 and :func:`~rectflow.stages.distill_defaults` for reflow and distill, ``CoupleConfig()`` and
 ``EvalConfig()``), so tuning those defaults tunes the presets too. :func:`resolve` fills in every
 field, applies a ``--config`` TOML file on top, checks each key and type, and returns the
@@ -20,8 +21,8 @@ from pathlib import Path
 
 from .couplings import COUPLINGS
 from .errors import OptionError, UserError
-from .options import (CoupleConfig, EvalConfig, Opt, TrainConfig, resolve as resolve_options,
-                      table_of, train_config as stage_config)
+from .options import (CoupleConfig, EvalConfig, Opt, TrainConfig, kind_defaults,
+                      resolve as resolve_options, table_of, train_config as stage_config)
 
 SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
@@ -35,13 +36,10 @@ PRESETS: dict[str, dict] = {
     **{name: {"data": name, **_TOY_2D} for name in ("moons", "8gaussians", "checkerboard")},
     # rf1..distill plus a diffusion baseline with rf1's budget and rf2d reflowed from its pairs
     "moons-diffusion": {"data": "moons", **_TOY_2D, "with_diffusion": True},
-    "digits": {"data": "digits", "model": {"width": 16},
-               "train": {"steps": 2000, "batch_size": 128, "save_every": 500},
-               "couple": {"n": 5000, "steps": 8, "batch_size": 1000},
-               "reflow": {"steps": 1000, "batch_size": 128, "save_every": 500},
-               "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
-               "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
-                           "reference_atol": 1e-3}},
+    # sizes only: batch, lr, model and evaluation come from the image recipe
+    # (options.KIND_DEFAULTS["image"], models.unet_recipe)
+    "digits": {"data": "digits", "train": {"steps": 2000}, "couple": {"n": 5000, "steps": 8},
+               "reflow": {"steps": 1000}, "distill": {"steps": 1000}},
     # rf1, rf2, rf3 and the student at batch 512, beside MeanFlow from scratch (mf1) and on
     # round-2 pairs (mf2) at the same total of training steps, teachers' included
     "moons-meanflow": {"data": "moons", "with_meanflow": True,
@@ -87,15 +85,27 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _defaults(distill_k: int = 1) -> dict:
-    distill = stage_config("distill").to_json()
+def data_kind_of(data: str | None) -> str:
+    """``image`` or ``vector``: the kind of data a ``data`` value names, without reading it
+    all (an array file's shape is read from its header)."""
+    from .data import IMAGE_SETS
+    from .data.files import POINT_SUFFIXES, array_shape, is_image_array
+    if data is None or data in IMAGE_SETS or Path(data).is_dir():
+        return "image" if data is not None else "vector"
+    if Path(data).suffix.lower() in POINT_SUFFIXES and Path(data).is_file():
+        return "image" if is_image_array(array_shape(data)) else "vector"
+    return "vector"
+
+
+def _defaults(distill_k: int = 1, kind: str = "vector") -> dict:
+    distill = stage_config("distill", kind=kind).to_json()
     distill.pop("time_dist")
     return {"data": None, "data_root": None, "download": False, "model": {},
-            "train": {**stage_config("train").to_json(), "coupling": "independent"},
-            "couple": CoupleConfig().to_json(),
-            "reflow": stage_config("reflow").to_json(),
+            "train": {**stage_config("train", kind=kind).to_json(), "coupling": "independent"},
+            "couple": resolve_options(CoupleConfig, kind_defaults(kind, "couple")).to_json(),
+            "reflow": stage_config("reflow", kind=kind).to_json(),
             "distill": {**distill, "k": distill_k},
-            "compare": EvalConfig().to_json()}
+            "compare": resolve_options(EvalConfig, kind_defaults(kind, "compare")).to_json()}
 
 
 _EXTRA = {"train": {"coupling": Opt("coupling", str, "independent", "", choices=COUPLINGS)},
@@ -175,10 +185,12 @@ def resolve(name: str, config_file: str | Path | None = None,
         layers.append((read_toml(config_file), str(config_file)))
     if overrides:
         layers.append((overrides, "options"))
-    k = 1
-    for layer, _ in layers:   # distill's defaults depend on k
+    k, data = 1, None
+    for layer, _ in layers:   # distill's defaults depend on k, every stage's on the data
         k = layer.get("distill", {}).get("k", k)
-    resolved = _defaults(k if isinstance(k, int) and not isinstance(k, bool) else 1)
+        data = layer.get("data", data)
+    resolved = _defaults(k if isinstance(k, int) and not isinstance(k, bool) else 1,
+                         data_kind_of(data if isinstance(data, str) else None))
     for layer, source in layers:
         _apply(resolved, layer, source)
     resolved["preset"] = name

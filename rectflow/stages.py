@@ -15,12 +15,13 @@ from typing import Callable
 
 import torch
 
-from . import checkpoint as ckpt, conditioning as cond, io
+from . import checkpoint as ckpt, conditioning as cond, io, threads
+from .batchfit import choose_batch
 from .io.stage import check_output, write_stage
 from .sampling import sample, sample_tensor   # noqa: F401 - part of the stages API
 from .checkpoint import Checkpoint
 from .couplings import COUPLINGS
-from .data import data_spec, load_dataset
+from .data import data_kind, data_spec, load_dataset
 from .data.pairs import PairsDataset
 from .errors import CheckpointError, OptionError, UserError
 from .evaluation import stage_report
@@ -98,10 +99,15 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
     acc.wait_for_everyone()   # every process has checked the output before any writes to it
 
     def run(folder: Path) -> None:
+        threads.ensure(callback)   # and say so, now that the work starts
         fit(model, source, cfg, folder, card, resume=resume, callback=callback, accelerator=acc)
         if evaluate and acc.is_main_process:
-            stage_report(folder, n=eval_n, device=acc.device, callback=callback,
-                         model=model if card.is_custom else None)
+            try:
+                stage_report(folder, n=eval_n, device=acc.device, callback=callback,
+                             model=model if card.is_custom else None)
+            except KeyboardInterrupt:   # the model is saved; only its report is skipped
+                _note(callback)(f"evaluation interrupted: the trained model in {out} is kept "
+                                "(no eval.json; evaluate it later)")
         acc.wait_for_everyone()
 
     write_stage(out, "model", overwrite, resume, acc, run)
@@ -109,8 +115,13 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
 
 
 # ------------------------------------------------------------------------------------ train
+def _note(callback):
+    """One line for the user, as a ``{"event": "note", "text": ...}`` callback event."""
+    return lambda text: callback and callback({"event": "note", "text": text})
+
+
 def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
-          download: bool = False, resolution: int = 32, channels: int = 3,
+          download: bool = False, resolution: int | None = None, channels: int | None = None,
           coupling: str = "independent", model: dict | torch.nn.Module | None = None,
           options: Options = None, resume: bool = False, overwrite: bool = False,
           callback: Callback | None = None, evaluate: bool = True,
@@ -118,7 +129,10 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     """Train a 1-rectified flow (or, with ``coupling='ot'``, minibatch-OT flow matching).
 
     ``model`` is a dict of overrides of the default network (``{"hidden": 128}``) or the
-    user's own ``nn.Module`` called as ``model(x, t)``."""
+    user's own ``nn.Module`` called as ``model(x, t)``. Images are read at their own
+    ``resolution`` and ``channels`` unless those are given; options not given come from the
+    defaults for the kind of data (:data:`~rectflow.options.KIND_DEFAULTS`), with a default
+    batch cut to what fits in memory."""
     own = model if isinstance(model, torch.nn.Module) else None
     data_path = Path(data_root) if data_root else Path(data) if Path(data).exists() else None
     out = check_output(out, "model", [data_path], overwrite, resume)
@@ -136,8 +150,10 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         if coupling not in COUPLINGS:
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
-        spec = data_spec(data, data_root, download, resolution, channels)
+        spec = data_spec(data, data_root, download, resolution, channels, _note(callback))
         dataset = load_dataset(spec, "train", allow_download=download)
+        cfg = train_config("train", _given(options), file_options, kind=data_kind(dataset.shape),
+                           where=("options", "config file"))
         labelled, sizes = cond.new_card(cfg, spec)   # {conditional, classes}, {num_classes}
         if own is not None:
             net, model_cfg = own, custom_config(own)
@@ -145,6 +161,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}),
                                              **sizes)
             net = _seeded_model(model_cfg, cfg.seed)
+            cfg = choose_batch(net, dataset.shape, cfg, model_cfg,
+                               {**(file_options or {}), **_given(options)}, _note(callback))
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
@@ -192,9 +210,9 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         source = cond.pairs_source(card, open_pairs(out / card.parent["pairs"]), cfg)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
-    cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
-                       where=("options", stage, "config file"))
     pd = open_pairs(pairs)
+    cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
+                       where=("options", stage, "config file"), kind=data_kind(pd.shape))
     init_path = Path(init) if init is not None else teacher_of(pd)
     teacher = Checkpoint(init_path)
     if tuple(teacher.shape) != tuple(pd.shape):

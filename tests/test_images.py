@@ -182,3 +182,120 @@ def test_save_image_grid(tmp_path):
     save_image_grid(torch.rand(4, 3, 32, 32) * 2 - 1, out, nrow=4)
     with Image.open(out) as im:
         assert im.size == (2 + 4 * 34, 2 + 34)
+
+
+# ------------------------------------------------------------------ shapes from the data
+
+def _pngs(folder, sizes, mode="L", seed=0):
+    """One PNG per entry of ``sizes`` (w, h), a bright disc on a dark background."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, (w, h) in enumerate(sizes):
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy = rng.uniform(0.3, 0.7, 2) * (w, h)
+        disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < (min(w, h) / 4) ** 2) * 220 + 20
+        px = disc.astype(np.uint8)
+        img = Image.fromarray(px if mode == "L" else np.stack([px, px // 2, 255 - px], -1))
+        img.save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_folder_resolution_and_channels_come_from_the_images(tmp_path):
+    from rectflow.data import data_spec, load_dataset
+    notes = []
+    spec = data_spec(str(_pngs(tmp_path / "grey", [(12, 12)] * 6)), note=notes.append)
+    assert (spec["resolution"], spec["channels"], notes) == (12, 1, [])
+    assert load_dataset(spec).shape == (1, 12, 12)
+    spec = data_spec(str(_pngs(tmp_path / "rgb", [(10, 10)] * 4, "RGB")), note=notes.append)
+    assert (spec["resolution"], spec["channels"]) == (10, 3)
+
+
+def test_mixed_sizes_take_the_most_common_and_say_so(tmp_path):
+    from rectflow.data import data_spec, load_dataset
+    folder = _pngs(tmp_path / "mixed", [(10, 10)] * 3 + [(14, 20)] * 2)
+    notes = []
+    spec = data_spec(str(folder), note=notes.append)
+    assert spec["resolution"] == 10 and len(notes) == 1
+    assert "2 sizes" in notes[0] and "10x10" in notes[0] and "3 of 5" in notes[0]
+    assert load_dataset(spec, "train").shape == (1, 10, 10)
+
+
+def test_a_given_resolution_or_channels_resizes_and_says_so(tmp_path):
+    from rectflow.data import data_spec, load_dataset
+    folder = _pngs(tmp_path / "pics", [(16, 16)] * 5)
+    notes = []
+    spec = data_spec(str(folder), resolution=8, channels=3, note=notes.append)
+    assert (spec["resolution"], spec["channels"]) == (8, 3)
+    assert any("16x16" in n and "8x8" in n for n in notes) and any("RGB" in n for n in notes)
+    ds = load_dataset(spec, "train")
+    assert ds.shape == (3, 8, 8) and ds.data.dtype == torch.uint8
+    x = ds.take(torch.arange(len(ds)))
+    assert x.min() >= -1 and x.max() <= 1 and x.max() > 0.5   # the disc survives the resize
+
+
+def test_named_sets_resize_only_when_asked(tmp_path):
+    from rectflow.data import data_spec, load_dataset
+    notes = []
+    assert data_spec("digits", note=notes.append) == {"name": "digits"} and notes == []
+    spec = data_spec("digits", resolution=16, note=notes.append)
+    assert spec == {"name": "digits", "resolution": 16, "channels": 1} and len(notes) == 1
+    ds = load_dataset(spec, "test")
+    assert ds.shape == (1, 16, 16) and ds.data.min() >= -1 and ds.data.max() <= 1
+
+
+@pytest.mark.parametrize("suffix,dtype", [(".npy", np.uint8), (".npz", np.float32)])
+def test_image_arrays_from_files(tmp_path, suffix, dtype):
+    from rectflow.data import data_spec, load_dataset
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (20, 3, 6, 6)).astype(dtype)
+    if dtype == np.float32:
+        arr /= 255.0   # [0, 1]
+    path = tmp_path / f"imgs{suffix}"
+    np.save(path, arr) if suffix == ".npy" else np.savez(path, x=arr)
+    spec = data_spec(str(path))
+    assert (spec["name"], spec["resolution"], spec["channels"]) == ("file", 6, 3)
+    ds = load_dataset(spec, "train")
+    assert ds.is_image and ds.shape == (3, 6, 6) and len(ds) == 18
+    x = ds.take(torch.arange(len(ds)))
+    assert x.min() >= -1 and x.max() <= 1
+    back = ds.to_raw(x).numpy()   # the file's own units
+    assert back.min() >= 0 and back.max() <= (255 if dtype == np.uint8 else 1.0 + 1e-6)
+    with pytest.raises(DataError, match="square"):
+        np.save(tmp_path / "wide.npy", np.zeros((4, 1, 6, 8), np.uint8))
+        load_dataset({"name": "file", "path": str(tmp_path / "wide.npy")})
+
+
+def test_unet_recipe_builds_for_any_square_size():
+    from rectflow.models import build_model, default_model_config
+    for res in (3, 8, 10, 15, 16, 24, 28):
+        cfg = default_model_config((1, res, res))
+        y = build_model(cfg)(torch.zeros(2, 1, res, res), torch.rand(2))
+        assert y.shape == (2, 1, res, res)
+    assert default_model_config((1, 8, 8))["width"] < default_model_config((3, 32, 32))["width"]
+
+
+# ------------------------------------------------------------------ the image recipe
+
+def test_image_defaults_sit_between_the_user_and_the_stage():
+    from rectflow.options import KIND_DEFAULTS, train_config
+    image = KIND_DEFAULTS["image"]["train"]["batch_size"]
+    assert train_config("train", kind="image").batch_size == image != train_config().batch_size
+    assert train_config("train", {"batch_size": 64}, kind="image").batch_size == 64
+    assert train_config("reflow", kind="image").lr == train_config("reflow").lr   # stage's own
+
+
+def test_a_default_batch_is_cut_to_memory_and_a_given_one_refused(monkeypatch):
+    from rectflow import batchfit
+    from rectflow.errors import ResourceError
+    from rectflow.models import build_model, default_model_config
+    shape = (1, 8, 8)
+    net = build_model(default_model_config(shape))
+    per_sample, fixed = batchfit.step_memory(net, shape)
+    assert per_sample > 4 * 64 and fixed > 4 * sum(p.numel() for p in net.parameters())
+    free = int((fixed + 300 * per_sample) / batchfit.SHARE)   # room for 300 samples
+    monkeypatch.setattr(batchfit, "available_memory", lambda device=None: free)
+    bs, note = batchfit.fit_batch(net, shape, 2048)
+    assert bs == 256 and "not the default 2048" in note
+    assert batchfit.fit_batch(net, shape, 128)[0] == 128
+    with pytest.raises(ResourceError, match="batch_size 2048 needs"):
+        batchfit.fit_batch(net, shape, 2048, given=True)

@@ -12,6 +12,7 @@ on; toy targets are infinite, so fresh draws are held out by construction.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -19,48 +20,90 @@ from ..errors import DataError
 from ..seeding import generator
 from .base import ArrayDataset, Dataset, Normalization
 from .classes import class_subset, parse_classes
-from .files import POINT_SUFFIXES, load_point_cloud
+from .files import POINT_SUFFIXES, array_shape, is_image_array, load_point_cloud
 from .toy import TOY, ToyDataset
 
 IMAGE_SETS = ("digits", "mnist", "cifar10", "imagefolder")
 DATASETS = tuple(TOY) + IMAGE_SETS
 
-__all__ = ["ArrayDataset", "Dataset", "Normalization", "DATASETS", "data_spec", "load_dataset"]
+__all__ = ["ArrayDataset", "Dataset", "Normalization", "DATASETS", "data_kind", "data_spec",
+           "load_dataset"]
+
+
+NATIVE = {"digits": (8, 1), "mnist": (28, 1), "cifar10": (32, 3)}   # resolution, channels
 
 
 def data_spec(data: str, root: str | None = None, download: bool = False,
-              resolution: int = 32, channels: int = 3) -> dict:
-    """Turn the user's ``--data`` value into a JSON spec, checking it exists."""
+              resolution: int | None = None, channels: int | None = None,
+              note: Callable[[str], None] | None = None) -> dict:
+    """Turn the user's ``--data`` value into a JSON spec, checking it exists.
+
+    Images are read at their own resolution and channels (a folder's most common size, an
+    array's [C, H, W]) unless ``resolution``/``channels`` are given; ``note`` receives one line
+    for each thing the user should know (a resize, mixed sizes, grey read as RGB). ``name:c``
+    (``digits:3``) is class ``c`` of a labelled dataset."""
     subset = parse_classes(data) if isinstance(data, str) else None
     if subset is not None:   # one class of a labelled dataset: digits:3
-        return {**data_spec(subset[0], root, download, resolution, channels),
+        return {**data_spec(subset[0], root, download, resolution, channels, note),
                 "classes": subset[1]}
-    if data in TOY or data == "digits":
-        return {"name": data}
-    if data in ("mnist", "cifar10"):
-        if root is None:
-            raise DataError(f"--data {data} needs --data-root pointing at a local copy "
-                            f"(torchvision's folder layout); add --download to fetch it")
-        return {"name": data, "root": str(Path(root).resolve()), "download": bool(download)}
-    if channels not in (1, 3):
+    note = note or (lambda text: None)
+    if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    if not 2 <= resolution <= 1024:
+    if resolution is not None and not 2 <= resolution <= 1024:
         raise DataError(f"resolution must be in 2..1024, got {resolution}")
-    if data == "imagefolder":
-        if root is None:
-            raise DataError("--data imagefolder needs --data-root, a folder of images")
-        return {"name": "imagefolder", "root": str(Path(root).resolve()),
-                "resolution": resolution, "channels": channels, "heldout": HELDOUT}
-    p = Path(data)
-    if p.suffix.lower() in POINT_SUFFIXES:
+    if data in TOY:
+        return {"name": data}
+    if data in NATIVE:
+        spec = {"name": data}
+        if data != "digits":
+            if root is None:
+                raise DataError(f"--data {data} needs --data-root pointing at a local copy "
+                                f"(torchvision's folder layout); add --download to fetch it")
+            spec.update(root=str(Path(root).resolve()), download=bool(download))
+        return {**spec, **_resized(data, *NATIVE[data], resolution, channels, note)}
+    p = Path(root) if data == "imagefolder" else Path(data)
+    if data == "imagefolder" and root is None:
+        raise DataError("--data imagefolder needs --data-root, a folder of images")
+    if p.suffix.lower() in POINT_SUFFIXES and data != "imagefolder":
         if not p.is_file():
             raise DataError(f"point cloud file {p} does not exist")
-        return {"name": "file", "path": str(p.resolve()), "heldout": HELDOUT}
+        spec = {"name": "file", "path": str(p.resolve()), "heldout": HELDOUT}
+        shape = array_shape(p)
+        if not is_image_array(shape):
+            return spec
+        c = 1 if len(shape) == 3 else shape[1]
+        return {**spec, **_resized(str(p), shape[-1], c, resolution, channels, note, True)}
     if p.is_dir():
+        from .images import folder_shape
+        res, ch, notes = folder_shape(p)
+        for text in notes:
+            note(text)
         return {"name": "imagefolder", "root": str(p.resolve()),
-                "resolution": resolution, "channels": channels, "heldout": HELDOUT}
+                **_resized(str(p), res, ch, resolution, channels, note, True),
+                "heldout": HELDOUT}
     raise DataError(f"unknown dataset {data!r}: use one of {', '.join(DATASETS)}, "
                     f"a folder of images, or a {'/'.join(POINT_SUFFIXES)} file")
+
+
+def _resized(what: str, res: int, ch: int, resolution: int | None, channels: int | None,
+             note: Callable[[str], None], always: bool = False) -> dict:
+    """The spec's ``resolution``/``channels``: the data's own unless given; a given one that
+    differs is noted. Named datasets record them only when they differ from their own."""
+    out = {"resolution": resolution or res, "channels": channels or ch}
+    if out["resolution"] != res:
+        note(f"{what}: images are {res}x{res}; resized to {out['resolution']}x"
+             f"{out['resolution']} (resolution given)")
+    if out["channels"] != ch:
+        note(f"{what}: images have {ch} channel{'s' * (ch > 1)}; read as "
+             f"{'RGB' if out['channels'] == 3 else 'grey'} (channels given)")
+    if not always and out == {"resolution": res, "channels": ch}:
+        return {}
+    return out
+
+
+def data_kind(shape) -> str:
+    """The kind of data a shape is (a key of rectflow.options.KIND_DEFAULTS)."""
+    return "image" if len(shape) == 3 else "vector"
 
 
 HELDOUT = 0.1
@@ -88,20 +131,23 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
         return ToyDataset(name)
     from . import images  # torchvision and PIL only when images are used
     download = bool(spec.get("download", False)) and allow_download
+    size = spec.get("resolution"), spec.get("channels")
     if name == "digits":
         ds = images.load_digits(split)
-        return class_subset(ds, spec, split) if spec.get("classes") else ds
-    if name == "mnist":
-        return images.load_mnist(_path(spec, "root"), split, download)
-    if name == "cifar10":
-        return images.load_cifar10(_path(spec, "root"), split, download)
-    if name == "imagefolder":
-        ds = images.load_image_folder(_path(spec, "root"), spec.get("resolution", 32),
-                                      spec.get("channels", 3))
+    elif name == "mnist":
+        ds = images.load_mnist(_path(spec, "root"), split, download)
+    elif name == "cifar10":
+        ds = images.load_cifar10(_path(spec, "root"), split, download)
+    elif name == "imagefolder":
+        ds = images.load_image_folder(_path(spec, "root"), *size)
     elif name == "file":
         ds = load_point_cloud(_path(spec, "path"))
     else:
         raise DataError(f"unknown dataset {name!r} in spec")
+    if ds.is_image and size != (None, None):
+        ds = images.resize_images(ds, *size)
+    if spec.get("classes"):
+        ds = class_subset(ds, spec, split)
     frac = spec.get("heldout")
     return heldout_split(ds, float(frac), split) if frac else ds
 

@@ -1,7 +1,8 @@
-"""Point clouds from user files: ``.npy``, ``.npz`` or ``.safetensors`` holding one [N, D] array.
+"""Arrays from user files: ``.npy``, ``.npz`` or ``.safetensors`` holding one array: a point
+cloud [N, D], or images [N, C, H, W] (C = 1 or 3, H = W; [N, H, W] is grey).
 
 Files are read with ``allow_pickle=False`` / safetensors only: a pickled array is refused.
-Each dimension is standardised (zero mean, unit variance) for training; the constants are kept
+Each dimension of a point cloud is standardised (zero mean, unit variance) for training; the constants are kept
 in the dataset's normalization so samples come back in the file's own units.
 """
 from __future__ import annotations
@@ -57,6 +58,8 @@ def read_array(path: str | Path) -> np.ndarray:
 
 def load_point_cloud(path: str | Path) -> ArrayDataset:
     arr = read_array(path)
+    if is_image_array(arr.shape):
+        return load_image_array(path)
     if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
         raise DataError(f"{path}: expected an array of shape [N, D] with N >= 2, got {list(arr.shape)}")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -72,3 +75,53 @@ def load_point_cloud(path: str | Path) -> ArrayDataset:
     std = x.std(0).clamp_min(1e-8)
     norm = Normalization(shift=mean.tolist(), scale=std.tolist())
     return ArrayDataset(norm.to_model(x), name="file", normalization=norm)
+
+
+def is_image_array(shape) -> bool:
+    """[N, C, H, W] with C in (1, 3), or [N, H, W]: images (point clouds are [N, D])."""
+    return len(shape) == 3 or (len(shape) == 4 and shape[1] in (1, 3))
+
+
+def array_shape(path: str | Path) -> tuple[int, ...]:
+    """The shape of the array a file holds (a ``.npy`` is only memory-mapped)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            if isinstance(arr, np.ndarray):
+                return tuple(arr.shape)
+        except (ValueError, OSError):
+            pass   # read_array gives the message
+    return tuple(read_array(path).shape)
+
+
+def _image_scale(lo: float, hi: float) -> Normalization:
+    """The affine map of an array's value range onto [-1, 1]: [0, 1] and [-1, 1] as such,
+    whole numbers in 0..255 as 8-bit pixels, anything else by its own min and max."""
+    if lo >= -1 and hi <= 1:
+        return Normalization(0.5, 0.5) if lo >= 0 else Normalization(0.0, 1.0)
+    if lo >= 0 and hi <= 255:
+        return Normalization(127.5, 127.5)
+    return Normalization((hi + lo) / 2, max((hi - lo) / 2, 1e-8))
+
+
+def load_image_array(path: str | Path) -> ArrayDataset:
+    """Images [N, C, H, W] (or grey [N, H, W]) from a file; uint8 stays 8-bit pixels, other
+    numbers are mapped onto [-1, 1] by :func:`_image_scale` (kept as the normalization)."""
+    arr = read_array(path)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    n, c, h, w = arr.shape
+    if n < 2 or h != w or h < 2:
+        raise DataError(f"{path}: expected square images [N, C, H, W] with N >= 2, got "
+                        f"{list(arr.shape)}")
+    if arr.dtype == np.uint8:
+        return ArrayDataset(torch.from_numpy(np.ascontiguousarray(arr)), name="file",
+                            is_image=True, normalization=Normalization(127.5, 127.5))
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    x = torch.from_numpy(np.asarray(arr, dtype=np.float32).copy())
+    if not torch.isfinite(x).all():
+        raise DataError(f"{path}: contains NaN or inf; clean the data first")
+    norm = _image_scale(float(x.min()), float(x.max()))
+    return ArrayDataset(norm.to_model(x), name="file", is_image=True, normalization=norm)

@@ -155,16 +155,10 @@ def load_cifar10(root: str | os.PathLike, split: str = "train", download: bool =
 
 
 # ---------------------------------------------------------------------------- image folder
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
-def load_image_folder(root: str | os.PathLike, resolution: int = 32, channels: int = 3
-                      ) -> ArrayDataset:
-    """Every image under ``root`` (recursive, sorted), centre-cropped and resized to
-    ``resolution`` x ``resolution``, as uint8 [N, channels, resolution, resolution]."""
-    from PIL import Image, ImageOps
 
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    root = Path(root)
+def _image_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a directory")
     files = sorted((p for p in root.rglob("*")
@@ -173,17 +167,90 @@ def load_image_folder(root: str | os.PathLike, resolution: int = 32, channels: i
     if not files:
         raise DataError(f"no images found under {root}: expected files ending in "
                         f"{', '.join(IMAGE_SUFFIXES)}")
+    return files
+
+
+def folder_shape(root: str | os.PathLike) -> tuple[int, int, list[str]]:
+    """The resolution and channels a folder of images is read at, from the file headers
+    alone, and one-line notes on what that involves: the most common size (centre-cropped to
+    a square of its shorter side) when sizes differ, RGB when any image is in colour."""
+    from collections import Counter
+
+    from PIL import Image
+
+    files = _image_files(Path(root))
+    sizes, grey = Counter(), 0
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                sizes[im.size] += 1
+                grey += im.mode in GREY_MODES
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"cannot read image {p}: {_one_line(e)}") from None
+    (w, h), count = sizes.most_common(1)[0]
+    res, channels, notes = min(w, h), 1 if grey == len(files) else 3, []
+    if len(sizes) > 1:
+        notes.append(f"images in {root} have {len(sizes)} sizes; all resized to {res}x{res}, "
+                     f"the most common ({w}x{h}, {count} of {len(files)})"
+                     + ("" if w == h else ", centre-cropped to a square"))
+    elif w != h:
+        notes.append(f"images in {root} are {w}x{h}; centre-cropped to {res}x{res}")
+    if 0 < grey < len(files):
+        notes.append(f"{grey} of {len(files)} images in {root} are grey; all read as RGB")
+    return res, channels, notes
+
+
+def load_image_folder(root: str | os.PathLike, resolution: int | None = None,
+                      channels: int | None = None) -> ArrayDataset:
+    """Every image under ``root`` (recursive, sorted), centre-cropped and resized to
+    ``resolution`` x ``resolution``, as uint8 [N, channels, resolution, resolution]; the size
+    and channels default to the folder's own (:func:`folder_shape`)."""
+    from PIL import Image, ImageOps
+
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    root = Path(root)
+    files = _image_files(root)
+    if resolution is None or channels is None:
+        res, ch, _ = folder_shape(root)
+        resolution, channels = resolution or res, channels or ch
     data = np.empty((len(files), resolution, resolution, channels), dtype=np.uint8)
     mode = "RGB" if channels == 3 else "L"
     for i, p in enumerate(files):
         try:
             with Image.open(p) as im:
-                im = ImageOps.fit(im.convert(mode), (resolution, resolution),
-                                  method=Image.Resampling.BICUBIC)
+                im = im.convert(mode)
+                if im.size != (resolution, resolution):
+                    im = ImageOps.fit(im, (resolution, resolution),
+                                      method=Image.Resampling.BICUBIC)
                 data[i] = np.asarray(im).reshape(resolution, resolution, channels)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DataError(f"cannot read image {p}: {e}") from None
+            raise DataError(f"cannot read image {p}: {_one_line(e)}") from None
     return _uint8_dataset(data.transpose(0, 3, 1, 2), "imagefolder")
+
+
+def resize_images(ds: ArrayDataset, resolution: int | None, channels: int | None
+                  ) -> ArrayDataset:
+    """``ds`` at another square ``resolution`` (antialiased bilinear) and/or number of
+    ``channels`` (grey to RGB by copying, RGB to grey by luminance); unchanged when both match
+    (or are None). uint8 data stays uint8."""
+    c, h, w = ds.shape
+    resolution, channels = resolution or h, channels or c
+    if (resolution, resolution, channels) == (h, w, c):
+        return ds
+    if channels not in (1, 3) or c not in (1, 3):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels} (data has {c})")
+    x = ds.data.float()
+    if channels != c:
+        x = x.repeat(1, 3, 1, 1) if c == 1 else \
+            (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if (h, w) != (resolution, resolution):
+        x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    if ds.data.dtype == torch.uint8:
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    return ArrayDataset(x.contiguous(), name=ds.name, is_image=True,
+                        normalization=ds.normalization)
 
 
 # ------------------------------------------------------------------------------------ grid

@@ -62,10 +62,30 @@ def build_model(config: dict) -> nn.Module:
         raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
 
 
+def unet_recipe(channels: int, resolution: int) -> dict:
+    """The image recipe's U-Net for square images: width 16 up to 8 px, 32 up to 16 px, 64
+    above (on 2 CPU cores a training step at batch 128 costs ~0.06 s, ~0.7 s and ~20 s); two
+    levels up to 16 px, three above, fewer when the resolution does not halve that often;
+    attention at a quarter of the resolution from 32 px up."""
+    halvings = 0
+    while resolution % 2 ** (halvings + 1) == 0 and resolution // 2 ** (halvings + 1) >= 4:
+        halvings += 1
+    small = resolution <= 16
+    levels = min(halvings, 1 if small else 2) + 1
+    mults = [1, 2, 2][:levels]
+    attn = resolution // 4
+    return {"type": "unet", "channels": channels, "resolution": resolution,
+            "width": 16 if resolution <= 8 else 32 if small else 64, "mults": mults,
+            "num_res_blocks": 1 if small else 2,
+            "attn_resolutions": [] if small or resolution % 4 or levels < 3 else [attn],
+            "dropout": 0.0}
+
+
 def default_model_config(shape: tuple[int, ...], objective: str | None = None,
                          **overrides) -> dict:
-    """A sensible model for data of this shape: an MLP for vectors, a U-Net for images; with
-    an interval input (r=) when ``objective`` is ``"meanflow"``."""
+    """A sensible model for data of this shape: an MLP for vectors, the image recipe's U-Net
+    (:func:`unet_recipe`) for images; with an interval input (r=) when ``objective`` is
+    ``"meanflow"``."""
     if len(shape) == 1:
         cfg = {"type": "mlp", "dim": shape[0], "hidden": 256, "depth": 3, "time_embed": 32,
                "act": "silu", "time_scale": DEFAULT_TIME_SCALE}
@@ -73,11 +93,7 @@ def default_model_config(shape: tuple[int, ...], objective: str | None = None,
         c, h, w = shape
         if h != w:
             raise CheckpointError(f"images must be square, got {h}x{w}")
-        mults = [1, 2] if h <= 16 else [1, 2, 2]
-        cfg = {"type": "unet", "channels": c, "resolution": h, "width": 32 if h <= 16 else 64,
-               "mults": mults, "num_res_blocks": 1 if h <= 16 else 2,
-               "attn_resolutions": [] if h <= 16 else [h // 4], "dropout": 0.0,
-               "time_scale": DEFAULT_TIME_SCALE}
+        cfg = {**unet_recipe(c, h), "time_scale": DEFAULT_TIME_SCALE}
     else:
         raise CheckpointError(f"no default model for data of shape {list(shape)}")
     if objective == "meanflow":
