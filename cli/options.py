@@ -20,7 +20,7 @@ Ckpt = Annotated[Path, typer.Option("--ckpt", help="Model folder written by trai
 UseEma = Annotated[bool, typer.Option("--use-ema/--no-ema", help="Use the EMA weights (default) or the raw ones.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file whose matching table (e.g. \\[train]) fills options not given here.")]
 Evaluate = Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the model when training ends (bounded: no adaptive reference).")]
-EvalN = Annotated[Optional[int], typer.Option("--eval-n", help="Samples of that evaluation (default 2000 for vectors, 500 for images).")]
+EvalN = Annotated[Optional[int], typer.Option("--eval-n", help="Samples of that evaluation (default 2000 for vectors, 200 for images).")]
 
 Threads = Annotated[Optional[int], typer.Option(help=THREADS.help, min=1, show_default=False)]
 

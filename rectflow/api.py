@@ -116,8 +116,8 @@ def _default_out(*parts: str) -> Path:
 
 def train(data: str = "moons", *, out: str | Path | None = None,
           model: torch.nn.Module | dict | None = None, coupling: str = "independent",
-          data_root: str | None = None, download: bool = False, resolution: int = 32,
-          channels: int = 3, resume: bool = False, overwrite: bool = False,
+          data_root: str | None = None, download: bool = False, resolution: int | None = None,
+          channels: int | None = None, resume: bool = False, overwrite: bool = False,
           evaluate: bool = True, eval_n: int | None = None,
           callback: Callback | None = None, **options) -> Flow:
     """Train a 1-rectified flow on ``data`` (a name, a folder of images, an array file).

@@ -308,11 +308,16 @@ def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | Non
 
 def stage_defaults(card) -> EvalConfig:
     """The bounded evaluation a training stage runs when it finishes: Euler at 1, 2, 4, 8 and
-    the model's own step count, no adaptive reference (``rectflow eval`` adds it)."""
-    steps = sorted({1, 2, 4, 8, int(card.sample["steps"])})
+    the model's own step count, one seed, no adaptive reference (``rectflow eval`` adds it).
+    Images use the image recipe's smaller budget (``KIND_DEFAULTS["image"]["stage_eval"]``)
+    and skip a many-step solve, which is what made image evaluation slow."""
+    from .options import kind_defaults
     image = len(card.shape) == 3
-    return EvalConfig(steps=tuple(steps), n=500 if image else 2000, adaptive=False,
-                      path_steps=32 if image else 100, seeds=1)
+    own = int(card.sample["steps"])
+    base = {"steps": (1, 2, 4, 8), "n": 2000, "path_steps": 100}
+    base.update(kind_defaults("image" if image else "vector", "stage_eval"))
+    steps = set(base.pop("steps")) | ({own} if own <= 8 or not image else set())
+    return EvalConfig(steps=tuple(sorted(steps)), adaptive=False, seeds=1, **base)
 
 
 def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
