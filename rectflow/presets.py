@@ -28,7 +28,8 @@ SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
        "with_diffusion": bool, "with_meanflow": bool}
 
-# CPU presets are sized for 2 cores (moons: about 90 s end to end, digits about 4 min); GPU presets are
+# CPU presets are sized for 2 cores (moons about 90 s and digits about 10 min of CPU time on an idle
+# machine; much longer when other jobs share it); GPU presets are
 # starting points for `accelerate launch` and need --data-root.
 _TOY_2D = {"train": {"steps": 2000}, "couple": {"n": 50_000}, "reflow": {"steps": 1500},
            "distill": {"steps": 1000}, "compare": {"n": 1000}}
