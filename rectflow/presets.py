@@ -48,6 +48,10 @@ PRESETS: dict[str, dict] = {
                        "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
                        "distill": {"steps": 1000, "batch_size": 512},
                        "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},
+    # the MeanFlow comparison on images: digits with the image recipe, beside mf1 and mf2
+    "digits-meanflow": {"data": "digits", "with_meanflow": True, "train": {"steps": 2000},
+                        "couple": {"n": 5000, "steps": 8}, "reflow": {"steps": 1000},
+                        "distill": {"steps": 1000}},
     # class-conditional digits: labels through every stage, pairs solved with guidance 1.5
     # (baked into rf2, rf3 and the student), compared at guidance 0, 1 and 2
     "digits-cond": {"data": "digits", "model": {"width": 16},
