@@ -7,7 +7,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 
 from rectflow.threads import take_note
 
-console = Console(stderr=True)
+console = Console(stderr=True)   # progress bars
+notes = Console()                # one-line notes (threads, batch chosen, resizes): stdout, so
+                                 # stderr holds only the bars and, on failure, the one error line
 
 
 class ProgressCallback:
@@ -37,9 +39,9 @@ class ProgressCallback:
         kind = e.get("event")
         pending = take_note()   # the thread policy, said once when work starts
         if pending:
-            console.print(pending, highlight=False)
+            notes.print(pending, highlight=False)
         if kind == "note":   # one line the user should read (batch chosen, resize, threads)
-            console.print(e["text"], highlight=False)
+            notes.print(e["text"], highlight=False)
             return
         if kind == "start":
             total = e.get("steps", e.get("total"))

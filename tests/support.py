@@ -66,6 +66,7 @@ def subprocess_env() -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
+    env["COLUMNS"] = "200"   # progress bars wide enough to show their counts whole
     return env
 
 

@@ -23,10 +23,10 @@ def _folder(path, n=24, res=8):
 
 def test_train_on_a_folder_says_what_it_chose(cli, tmp_path):
     pics = _folder(tmp_path / "pics")
-    code, _, err = cli("train", "--data", pics, "--out", tmp_path / "rf1", "--train-steps",
-                       "3", "--no-eval", "--threads", "1")
+    code, out, err = cli("train", "--data", pics, "--out", tmp_path / "rf1", "--train-steps",
+                         "3", "--no-eval", "--threads", "1")
     assert code == 0, err
-    text = " ".join(err.split())
+    text = " ".join(out.split())   # notes go to stdout; stderr keeps bars and errors
     assert "threads: 1 (given" in text
     assert "image defaults for 8x8x1" in text and "per sample" in text
     card = json.loads((tmp_path / "rf1" / "config.json").read_text())
@@ -54,7 +54,7 @@ def test_the_image_pipeline_runs_on_a_png_folder_with_default_options(tmp_path):
              "reflow": {"steps": 2}, "distill": {"steps": 2},
              "compare": {"n": 16, "steps": [1, 2], "path_steps": 4}}
     record = pipeline.run("digits", tmp_path / "run", overrides=sizes)
-    resolved = json.loads((tmp_path / "run" / "resolved.json").read_text())
+    resolved = json.loads((tmp_path / "run" / "resolved.json").read_text())["config"]
     assert resolved["train"]["batch_size"] == 128 == resolved["reflow"]["batch_size"]
     assert record["compare"]["data"]["name"] == "imagefolder"
     assert set(record["stages"]) >= {"rf1", "rf2", "rf3", "distill", "compare"}
