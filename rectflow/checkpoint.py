@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError
+from .io.remove import remove_made
 from .records import RunCard
 from .records.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors,
                             read_json, save_tensors, sha256_file)
@@ -84,7 +84,7 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
     root = Path(folder) / STATE
     snap = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_made(tmp)
     tmp.mkdir(parents=True)
     save_tensors(tmp / "model.safetensors", model)
     save_tensors(tmp / "ema.safetensors", ema)
@@ -92,15 +92,15 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
     save_tensors(tmp / "optimizer.safetensors", opt_tensors)
     atomic_write_json(tmp / "optimizer.json", opt_plain)
     atomic_write_json(tmp / "meta.json", {**meta, "step": step})
-    shutil.rmtree(snap, ignore_errors=True)
+    remove_made(snap)
     os.replace(tmp, snap)
     fsync_dir(root)
     atomic_write_bytes(root / "LATEST", snap.name.encode())
     old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != snap.name)
     for p in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+        remove_made(p)
     for p in root.glob(".tmp-step-*"):
-        shutil.rmtree(p, ignore_errors=True)
+        remove_made(p)
     return snap
 
 

@@ -31,6 +31,7 @@ from .seeding import generator
 from .conditioning import ConditionalTeacher, Labelled, solve as cond_solve
 from .solvers import chunked
 from .training import make_accelerator
+from .io.remove import remove_made
 
 BLOCK = 1024   # noise block: indices [b*BLOCK, (b+1)*BLOCK) share one generator
 
@@ -70,7 +71,7 @@ def remove_stale_temps(out: Path) -> None:
     """Drop the temporary files of writes a killed run left half done (never a final name)."""
     for p in out.iterdir():
         if is_temp(p):
-            p.unlink(missing_ok=True)
+            remove_made(p)
 
 
 def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,

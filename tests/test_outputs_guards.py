@@ -231,14 +231,18 @@ def test_check_fits_names_the_estimate_and_what_is_free(monkeypatch):
 
 # ----------------------------------------------------------------------------- OS errors
 def test_os_errors_disk_full_removes_partial_files(tmp_path):
-    part = tmp_path / "pairs-00003.safetensors"
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / ".rectflow").write_text('{"kind": "pairs"}')   # rectflow's folder
+    part = tmp_path / "pairs" / "pairs-00003.safetensors"
     part.write_bytes(b"half")
+    users = tmp_path / "mine.txt"   # named by mistake: cleanup never deletes a user's file
+    users.write_text("keep")
     with pytest.raises(ResourceError) as e:
-        with os_errors("write pairs", cleanup=[part, tmp_path / "never-made"]):
+        with os_errors("write pairs", cleanup=[part, users, tmp_path / "never-made"]):
             with open("/dev/full", "wb") as f:           # a real ENOSPC
                 f.write(b"x" * 10)
                 f.flush()
-    assert e.value.errno == errno.ENOSPC and not part.exists()
+    assert e.value.errno == errno.ENOSPC and not part.exists() and users.read_text() == "keep"
     assert str(e.value) == "write pairs failed: no space left on the device; partial output " \
                            "removed"
 
@@ -255,7 +259,7 @@ def test_os_errors_names_the_reason_and_file(tmp_path, code, words):
 
 
 def test_os_errors_out_of_memory_and_other_errors(tmp_path):
-    part = tmp_path / "tmpdir"
+    part = tmp_path / ".run.rectflow-new"   # a staging folder rectflow made
     part.mkdir()
     with pytest.raises(ResourceError, match="out of memory.*partial output removed"):
         with os_errors("sample", cleanup=[part]):
@@ -264,3 +268,24 @@ def test_os_errors_out_of_memory_and_other_errors(tmp_path):
     with pytest.raises(ValueError):
         with os_errors("sample"):
             raise ValueError("a bug keeps its traceback")
+
+
+def test_deletion_passes_one_guard_that_refuses_what_rectflow_did_not_make(tmp_path):
+    from rectflow.errors import OutputError
+    from rectflow.io.remove import remove_made
+    mine = tmp_path / "notes.txt"
+    mine.write_text("a user's file")
+    with pytest.raises(OutputError, match="did not make"):
+        remove_made(mine)
+    assert not remove_made(mine, strict=False) and mine.read_text() == "a user's file"
+    temp = tmp_path / ".x.safetensors.0a1b.tmp"
+    temp.write_bytes(b"partial")
+    snap = tmp_path / "run" / "state" / "step-00000004"
+    snap.mkdir(parents=True)
+    (snap / "meta.json").write_text("{}")
+    marked = tmp_path / "pairs"
+    marked.mkdir()
+    (marked / ".rectflow").write_text('{"kind": "pairs"}')
+    (marked / "anything").write_text("x")
+    assert remove_made(temp) and remove_made(snap) and remove_made(marked / "anything")
+    assert not temp.exists() and not snap.exists() and mine.exists()

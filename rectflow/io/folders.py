@@ -20,7 +20,6 @@ import errno
 import json
 import os
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .. import __version__
 from ..records.files import is_temp
 from ..errors import OutputError
 from .lock import holds_lock
+from .remove import remove_made
 
 MARKER = ".rectflow"
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -208,13 +208,10 @@ def _discard(path: Path) -> None:
     if not (is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path)):
         return
     for entry in path.iterdir():
-        if entry.name == MARKER:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-    shutil.rmtree(path)
+        if entry.name != MARKER:
+            remove_made(entry, strict=False)   # inside a marked folder (or an empty one)
+    (path / MARKER).unlink(missing_ok=True)
+    path.rmdir()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -299,7 +296,7 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False, commit
         new.mkdir()
         write_marker(new, kind)
     except OSError as e:
-        shutil.rmtree(new, ignore_errors=True)
+        remove_made(new, strict=False)
         raise OutputError(f"cannot create {new}: {e.strerror}") from e
     try:
         yield new

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import OutputError, OutputLocked
+from .remove import remove_made
 
 _HELD: dict[str, list] = {}   # lock file -> [fd, depth] for the locks this process holds
 
@@ -117,7 +118,7 @@ class FolderLock:
         if entry[1] == 0:
             del _HELD[str(self.path)]
             try:
-                os.unlink(self.path)
+                remove_made(self.path, strict=False)
             except OSError:
                 pass
             os.close(entry[0])

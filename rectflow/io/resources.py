@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from ..errors import ResourceError
+from .remove import remove_made
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 _REASONS = {
@@ -98,11 +98,8 @@ def _remove(paths) -> list[Path]:
     removed = []
     for p in map(Path, paths):
         try:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-            removed.append(p)
+            if remove_made(p, strict=False):   # only what rectflow wrote; never a user's file
+                removed.append(p)
         except OSError:
             pass
     return removed

@@ -11,6 +11,7 @@ source, t = 1 data) -- so nothing downstream knows which objective trained the m
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import torch
@@ -18,24 +19,24 @@ import torch
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class Objective:
-    """Base class; subclasses set ``name`` and implement the four methods."""
+class Objective(ABC):
+    """Abstract base; subclasses set ``name`` and implement the four methods."""
 
     name: str = ""
 
+    @abstractmethod
     def sample_times(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The random times of ``n`` samples, e.g. ``{"t": t}`` or ``{"t": t, "r": r}``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, model: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor,
              times: dict[str, torch.Tensor], **cond) -> torch.Tensor:
         """Per-sample loss of shape [B] (the loop averages it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def velocity(self, model: torch.nn.Module, **cond) -> Velocity:
         """dx/dt as a function ``v(x, t)`` (t of shape [B], 0 = source, 1 = data)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_json(self) -> dict:
         """Everything needed to rebuild this objective; ``{"name": ..., **settings}``."""
-        raise NotImplementedError

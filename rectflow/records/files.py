@@ -52,7 +52,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        from ..io.remove import remove_made
+        remove_made(tmp, strict=False)
         raise
     fsync_dir(path.parent)
 
