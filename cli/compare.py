@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from rectflow import comparison as cmp
-from rectflow.options import EvalConfig, resolve
+from rectflow.checkpoint import kind_of
+from rectflow.options import EvalConfig, for_kind
 
 from .eval import FeaturesDir, evaluation_options
 from .options import Threads, use_threads
@@ -73,7 +74,7 @@ def compare(
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
     use_threads(threads)
-    cfg = resolve(EvalConfig, options)
+    cfg = for_kind(EvalConfig, "compare", kind_of(*ckpt), options)
     if out is None:
         single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()
         out = ckpt[0] / "compare" if single else Path("compare")

@@ -7,7 +7,8 @@ import typer
 from rich.console import Console
 
 from rectflow import stages
-from rectflow.options import COUPLE, CoupleConfig, resolve
+from rectflow.checkpoint import kind_of
+from rectflow.options import COUPLE, CoupleConfig, for_kind
 
 from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,
                       use_threads, with_options)
@@ -27,8 +28,8 @@ def couple(
     """Write pairs (x0, z1) for reflow/distill; rerun the same command to resume.
     (Under torchrun write -n, not --n: torchrun's own parser takes --n.)"""
     use_threads(threads)
-    cfg = resolve(CoupleConfig, options, config_section(config, "couple"),
-                  where=("options", "config file"))
+    cfg = for_kind(CoupleConfig, "couple", kind_of(ckpt), options,
+                   config_section(config, "couple"), where=("options", "config file"))
     out = out or ckpt.parent / f"{ckpt.name}-pairs"
     complete = []
     with ProgressCallback("couple", "pairs") as bar:

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from rectflow.evaluation import evaluate_checkpoint
-from rectflow.options import EVAL, EvalConfig, resolve
+from rectflow.checkpoint import kind_of
+from rectflow.options import EVAL, EvalConfig, for_kind
 
 from .options import Ckpt, Threads, option_params, use_threads, with_options
 from .progress import ProgressCallback
@@ -28,7 +29,7 @@ def evaluate(
 ):
     """Evaluate a checkpoint: quality at each step count, an adaptive reference, straightness."""
     use_threads(threads)
-    cfg = resolve(EvalConfig, options)
+    cfg = for_kind(EvalConfig, "compare", kind_of(ckpt), options)
     out = out or ckpt.parent / f"{ckpt.name}-eval.json"
     with ProgressCallback("eval", "part") as cb:
         ev = evaluate_checkpoint(ckpt, cfg, out=out, features_dir=features_dir,

@@ -23,11 +23,11 @@ from typing import Callable, Iterable
 import torch
 
 from . import stages
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, kind_of
 from .data import Normalization
 from .errors import UserError
 from .objectives.diffusion import ancestral_samples, check_sampler
-from .options import CoupleConfig, EvalConfig, resolve
+from .options import CoupleConfig, EvalConfig, for_kind
 from .records import EvalReport, PairsManifest, RunCard
 
 logger = logging.getLogger("rectflow")
@@ -98,7 +98,7 @@ class Flow:
     def couple(self, out: str | Path, *, overwrite: bool = False,
                callback: Callback | None = None, **options) -> PairsManifest | None:
         """Write a coupling dataset of (x0, z1) pairs from this model (see ``couple``)."""
-        cfg = resolve(CoupleConfig, {"use_ema": self.ema, **options})
+        cfg = for_kind(CoupleConfig, "couple", self.card.kind, {"use_ema": self.ema, **options})
         return stages.couple(self.path, out, cfg, overwrite=overwrite,
                              callback=callback or log_progress,
                              model=self.model if self.card.is_custom else None)
@@ -169,7 +169,7 @@ def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
              callback: Callback | None = None, **options) -> EvalReport:
     """Quality at several step counts (with the NFE each took), an adaptive reference and the
     path metrics of one model, as an :class:`~rectflow.records.EvalReport`."""
-    cfg = resolve(EvalConfig, options)
+    cfg = for_kind(EvalConfig, "compare", kind_of(_path_of(flow)), options)
     model = flow.model if isinstance(flow, Flow) and flow.card.is_custom else None
     from .evaluation import evaluate_checkpoint
     return evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=callback or log_progress,
@@ -181,6 +181,7 @@ def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
     from .comparison import compare as run_compare
-    cfg = resolve(EvalConfig, options)
+    flows = list(flows)
+    cfg = for_kind(EvalConfig, "compare", kind_of(*map(_path_of, flows)), options)
     return run_compare([_path_of(f) for f in flows], out, cfg,
                        callback=callback or log_progress)

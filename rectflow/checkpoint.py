@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 from .io.remove import remove_made
 from .records import RunCard
 from .records.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors,
@@ -185,3 +185,16 @@ class Checkpoint:
         self.card.check_weights(path)
         load_weights(module, path)
         return module.to(device).eval()
+
+
+def kind_of(*paths: str | Path) -> str | None:
+    """'image' or 'vector': the kind of data of the first readable model folder among
+    ``paths`` (a run folder of ``rectflow run`` is read through its rf1); None when there is
+    none, and the stage that reads them says why."""
+    for p in paths:
+        for folder in (Path(p), Path(p) / "rf1"):
+            try:
+                return Checkpoint(folder).card.kind
+            except (UserError, OSError, ValueError):
+                continue
+    return None

@@ -163,6 +163,14 @@ def _train_classifier(spec: dict, callback) -> tuple[Classifier, dict]:
     return net.eval(), record
 
 
+def cache_name(spec: dict) -> str:
+    """The cache folder of a dataset's classifier: its name, plus the size when the images are
+    resized (``digits-16px-1ch``), so a resized set is scored by a classifier of its own size."""
+    if "resolution" not in spec and "channels" not in spec:
+        return spec["name"]
+    return f"{spec['name']}-{spec.get('resolution', 'native')}px-{spec.get('channels', 'native')}ch"
+
+
 def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | None = None
                ) -> tuple[Classifier | None, dict]:
     """The cached classifier of the dataset ``spec`` names, under ``root`` (trained and cached
@@ -171,7 +179,7 @@ def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | 
     if dataset not in FEATURE_SETS:
         return None, {"reason": f"no feature classifier for {dataset!r} (only "
                                 f"{', '.join(FEATURE_SETS)}); pass --fid-weights for FID"}
-    folder = Path(root) / dataset
+    folder = Path(root) / cache_name(spec)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     if cfg_path.is_file() and weights.is_file():
         record = ckpt.read_json(cfg_path)

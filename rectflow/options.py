@@ -153,6 +153,8 @@ TRAIN = (
         lo=1, hi=10**7),
     Opt("lr", float, 1e-3, "Adam learning rate.", above=0, hi=10.0),
     Opt("warmup", int, 100, "Linear learning-rate warm-up steps.", lo=0, hi=BIG),
+    Opt("lr_schedule", str, "constant", "Learning rate after the warm-up: constant, or cosine "
+        "(decays to 0 at the run's last step).", choices=("constant", "cosine")),
     Opt("grad_clip", float, 1.0, "Clip the gradient norm to this (0: off).", lo=0, hi=1e6),
     Opt("ema_decay", float, 0.999, "Decay of the weights' moving average.", lo=0, below=1),
     Opt("grad_accum", int, 1, "Micro-batches accumulated per optimizer step.", lo=1, hi=4096),
@@ -353,6 +355,15 @@ def resolve(cls, *layers: dict | None, where: tuple[str, ...] = ()):
     obj = cls(**{k: known[k].check(v) for k, v in values.items()})
     obj.validate()
     return obj
+
+
+def for_kind(cls, section: str, kind: str | None, *layers: dict | None,
+             where: tuple[str, ...] = ()):
+    """A couple or evaluation config (``section`` "couple" or "compare"): the given layers
+    over the defaults of this ``kind`` of data (:data:`KIND_DEFAULTS`), so an image model is
+    coupled and evaluated with the image recipe without any flag."""
+    return resolve(cls, *layers, kind_defaults(kind, section),
+                   where=(*where, f"{kind} defaults"))
 
 
 def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, ...] = (),

@@ -10,6 +10,7 @@ import torch
 from . import io
 from .checkpoint import Checkpoint
 from .data import Normalization
+from .data.images import UINT8_NORMALIZATION
 from .errors import UserError
 from .evaluation import noise
 from .objectives.diffusion import ancestral_samples, check_sampler
@@ -83,8 +84,9 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))
     raw = norm.to_raw(x)
-    if is_image:   # back to the data's own 8-bit pixels
-        raw = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    if is_image and norm == Normalization(*UINT8_NORMALIZATION):   # 8-bit data: back to its own pixels
+        raw = raw.round().clamp(0, 255).to(torch.uint8)
+    # other images stay float32 in the data's own range (x was clamped to [-1, 1])
     out.parent.mkdir(parents=True, exist_ok=True)
     write_npy(out, raw)
     if y is not None:

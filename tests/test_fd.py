@@ -1,4 +1,6 @@
 """Fréchet distance: the clamp to the data range, the sqrtm check, the floor, no global seed."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,22 @@ def test_classifier_training_leaves_the_global_rng_alone(monkeypatch):
     net2, _ = features.train_classifier({"name": "digits"})
     for (k, a), b in zip(net.state_dict().items(), net2.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_a_resized_set_gets_a_classifier_of_its_own_size(tmp_path, monkeypatch):
+    """digits read at 16 px must not be scored by the classifier cached for 8 px digits."""
+    from rectflow import features
+    trained = []
+
+    def fake_train(spec, callback=None):
+        trained.append(spec)
+        return features.Classifier(1, width=4), {"net": {"channels": 1, "width": 4, "feat": 64}}
+    monkeypatch.setattr(features, "train_classifier", fake_train)
+    _, native = features.classifier({"name": "digits"}, tmp_path)
+    _, resized = features.classifier({"name": "digits", "resolution": 16, "channels": 1},
+                                     tmp_path)
+    assert len(trained) == 2 and trained[1]["resolution"] == 16
+    assert native["path"] != resized["path"]
+    assert Path(resized["path"]).name == "digits-16px-1ch"
+    features.classifier({"name": "digits", "resolution": 16, "channels": 1}, tmp_path)
+    assert len(trained) == 2   # cached under its own name

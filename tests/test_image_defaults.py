@@ -99,3 +99,59 @@ def test_default_threads_follow_omp_then_cores(monkeypatch):
     with pytest.raises(Exception, match="threads"):
         threads.configure(0)
     assert torch.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float01", "digits"])
+def test_samples_are_saved_in_the_datas_own_dtype_and_range(cli, tmp_path, kind):
+    """8-bit data give 8-bit samples; float images stay float in their own range (digits:
+    0..16, a [0, 1] array: 0..1), never rescaled to 0..255."""
+    rng = np.random.default_rng(0)
+    if kind == "digits":
+        data, hi, dtype = "digits", 16.0, np.float32
+    else:
+        arr = rng.integers(0, 256, (24, 1, 6, 6)).astype(np.uint8)
+        if kind == "float01":
+            arr = arr.astype(np.float32) / 255.0
+        data = tmp_path / "imgs.npy"
+        np.save(data, arr)
+        hi, dtype = (255, np.uint8) if kind == "uint8" else (1.0, np.float32)
+    code, _, err = cli("train", "--data", data, "--out", tmp_path / "rf1", "--train-steps", "2",
+                       "--no-eval", "--threads", "1")
+    assert code == 0, err
+    code, _, err = cli("sample", "--ckpt", tmp_path / "rf1", "-n", "64", "--steps", "1",
+                       "--out", tmp_path / "s.npy")
+    assert code == 0, err
+    x = np.load(tmp_path / "s.npy")
+    assert x.dtype == dtype and x.min() >= 0 and x.max() <= hi
+    assert x.max() > 0.5 * hi   # the data's range, not a rescaled one
+
+
+def test_couple_and_eval_of_an_image_model_use_the_image_recipe(cli, tmp_path, monkeypatch):
+    """No flag needed: an image model is coupled and evaluated with the image defaults
+    (options.KIND_DEFAULTS["image"]); a 2-D model keeps the plain defaults."""
+    from rectflow import stages
+    from rectflow.cli import couple as couple_cmd, eval as eval_cmd
+    from rectflow.options import KIND_DEFAULTS, CoupleConfig, EvalConfig
+    seen = {}
+
+    def fake_couple(ckpt, out, cfg, **kw):
+        seen["couple"] = cfg
+        raise SystemExit(0)
+
+    def fake_eval(ckpt, cfg, **kw):
+        seen["eval"] = cfg
+        raise SystemExit(0)
+    monkeypatch.setattr(stages, "couple", fake_couple)
+    monkeypatch.setattr(couple_cmd, "stages", stages)
+    monkeypatch.setattr(eval_cmd, "evaluate_checkpoint", fake_eval)
+    for data, image in (("digits", True), ("moons", False)):
+        out = tmp_path / data
+        assert cli("train", "--data", data, "--out", out, "--train-steps", "1", "--no-eval",
+                   "--threads", "1")[0] == 0
+        assert cli("couple", "--ckpt", out, "-n", "8")[0] == 0
+        assert cli("eval", "--ckpt", out)[0] == 0
+        img = KIND_DEFAULTS["image"]
+        want_batch = img["couple"]["batch_size"] if image else CoupleConfig().batch_size
+        want_n = img["compare"]["n"] if image else EvalConfig().n
+        assert seen["couple"].batch_size == want_batch and seen["couple"].n == 8
+        assert seen["eval"].n == want_n
