@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import time
@@ -207,7 +208,13 @@ def _step_of(line: str) -> int | None:
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
+    """Linear warm-up to ``lr``, then constant or a cosine decay to 0 at ``cfg.steps``."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * step / cfg.warmup
+    if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
+        done = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
+    return cfg.lr
 
 
 def _seed_dropout(seed: int, device: torch.device) -> None:

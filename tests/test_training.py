@@ -59,3 +59,17 @@ def test_logged_loss_is_the_mean_of_the_step(tmp_path, monkeypatch):
     per_step = [(seen[2 * i] + seen[2 * i + 1]) / 2 for i in range(12)]
     windows = [sum(per_step[i:i + 3]) / 3 for i in range(0, 12, 3)]
     assert logged == pytest.approx(windows, rel=1e-5)
+
+
+def test_learning_rate_warms_up_then_stays_or_decays_to_zero():
+    from rectflow.training import TrainConfig, learning_rate
+    const = TrainConfig(steps=1000, lr=1e-3, warmup=100)
+    cos = TrainConfig(steps=1000, lr=1e-3, warmup=100, lr_schedule="cosine")
+    for cfg in (const, cos):
+        assert learning_rate(cfg, 50) == pytest.approx(5e-4)
+        assert learning_rate(cfg, 100) == pytest.approx(1e-3)
+    assert learning_rate(const, 1000) == pytest.approx(1e-3)
+    assert learning_rate(cos, 550) == pytest.approx(5e-4)
+    assert learning_rate(cos, 1000) == pytest.approx(0.0, abs=1e-12)
+    lrs = [learning_rate(cos, s) for s in range(100, 1001)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))

@@ -1,0 +1,187 @@
+"""Which defaults give rectflow its best flows per training step: one factor at a time, over
+seeds, on the three 2-D targets. The table decides ``rectflow.options`` and
+``rectflow.models.default_model_config``; it is kept in ``benchmarks/ABLATION.md``.
+
+    python benchmarks/ablation.py run --part rf1 --shard 0 --of 2 &   # two processes on
+    python benchmarks/ablation.py run --part rf1 --shard 1 --of 2     # two cores
+    python benchmarks/ablation.py run --part rounds --shard 0 --of 1  # reflow and distill
+    python benchmarks/ablation.py table                               # -> ABLATION.md
+
+Part ``rf1`` trains a 1-rectified flow through ``rectflow.train`` at the budget of issue 19
+(800 steps, the default batch) with every default but one factor changed; part ``rounds``
+couples 50,000 pairs from the default 1-RF and varies the reflow and distillation recipes.
+Each row is scored by :mod:`scoring` (exact W2, n samples vs n fresh points, its floor).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import scoring  # noqa: E402
+
+# moons is level with the peers at these defaults (issue 19): the two multi-modal targets
+TARGETS = ("checkerboard", "8gaussians")
+ROUND_TARGETS = ("checkerboard",)
+SEEDS = (0, 1, 2)
+STEPS, PAIRS, N = 800, 50_000, 2000
+
+# name -> (train options, model overrides); "default" is rectflow's current defaults
+RF1 = {
+    "default": ({}, {}),
+    "time scale 30": ({}, {"time_scale": 30.0}),
+    "t logit-normal": ({"time_dist": "logit-normal"}, {}),
+    "no warm-up, no clip": ({"warmup": 0, "grad_clip": 0.0}, {}),
+    "no EMA": ({"ema_decay": 0.0}, {}),
+    "lr 3e-3": ({"lr": 3e-3}, {}),
+    "cosine lr": ({"lr_schedule": "cosine"}, {}),
+    "lr 3e-3 cosine": ({"lr": 3e-3, "lr_schedule": "cosine"}, {}),
+    "width 512": ({}, {"hidden": 512}),
+}
+# name -> (stage, options); the rows of part "rounds"
+ROUNDS = {
+    "reflow default": ("reflow", {}),
+    "reflow lr 1e-3": ("reflow", {"lr": 1e-3}),
+    "reflow cosine lr": ("reflow", {"lr_schedule": "cosine"}),
+    "distill default": ("distill", {}),
+    "distill lr 1e-3": ("distill", {"lr": 1e-3}),
+    "distill cosine lr": ("distill", {"lr_schedule": "cosine"}),
+}
+
+
+def quiet(event: dict) -> None:
+    pass
+
+
+def rf1_job(target: str, seed: int, name: str, work: Path) -> dict:
+    import rectflow
+    opts, model = RF1[name]
+    started = time.perf_counter()
+    flow = rectflow.train(target, out=work / "rf1", steps=STEPS, seed=seed, model=model,
+                          evaluate=False, callback=quiet, **opts)
+    secs = time.perf_counter() - started
+    return {"part": "rf1", "target": target, "seed": seed, "row": name, "train_s": secs,
+            "w2": scoring.score_flow(flow, target, N, seed)}
+
+
+def rounds_jobs(target: str, seed: int, work: Path, out: Path) -> None:
+    import rectflow
+    rf1 = rectflow.train(target, out=work / "rf1", steps=STEPS, seed=seed, evaluate=False,
+                         callback=quiet)
+    rf1.couple(work / "pairs1", n=PAIRS, seed=seed, callback=quiet)
+    one = (scoring.COLUMNS[0],)
+    for name, (stage, opts) in ROUNDS.items():
+        if stage != "reflow":
+            continue
+        flow = rectflow.reflow(work / "pairs1", out=work / name, steps=STEPS, seed=seed,
+                               evaluate=False, callback=quiet, **opts)
+        scoring.append(out, {"part": "rounds", "target": target, "seed": seed, "row": name,
+                             "w2": scoring.score_flow(flow, target, N, seed)})
+    # distillation rows start from, and learn the pairs of, the default reflow
+    rf2 = rectflow.load(work / "reflow default")
+    rf2.couple(work / "pairs2", n=PAIRS, seed=seed + 1000, callback=quiet)
+    for name, (stage, opts) in ROUNDS.items():
+        if stage != "distill":
+            continue
+        flow = rectflow.distill(work / "pairs2", out=work / name, steps=STEPS, seed=seed,
+                                init=work / "reflow default", evaluate=False, callback=quiet,
+                                **opts)
+        scoring.append(out, {"part": "rounds", "target": target, "seed": seed, "row": name,
+                             "w2": scoring.score_flow(flow, target, N, seed, one)})
+
+
+def run(args) -> None:
+    import torch
+    torch.set_num_threads(args.threads)
+    out = Path(args.results)
+    done = {(r["part"], r["target"], r["seed"], r["row"]) for r in scoring.read(out)}
+    if args.part == "rf1":
+        jobs = [(t, s, name) for name in RF1 for t in TARGETS for s in SEEDS]
+    else:
+        jobs = [(t, s, None) for t in ROUND_TARGETS for s in SEEDS]
+    for i, (t, s, name) in enumerate(jobs):
+        if i % args.of != args.shard:
+            continue
+        if name is not None and ("rf1", t, s, name) in done:
+            continue
+        if name is None and ("rounds", t, s, list(ROUNDS)[-1]) in done:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            if name is not None:
+                scoring.append(out, rf1_job(t, s, name, Path(tmp)))
+            else:
+                rounds_jobs(t, s, Path(tmp), out)
+            print(f"[{args.part} {args.shard}] {t} seed {s} {name or 'rounds'}: "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def table(args) -> str:
+    rows = scoring.read(Path(args.results))
+    lines = [
+        "# Ablation of rectflow's defaults (issue 19)",
+        "",
+        "Regenerate: `python benchmarks/ablation.py run ...` then `python benchmarks/ablation.py"
+        " table` (commands in the script's docstring).",
+        "",
+        f"Budget: {STEPS} optimizer steps per stage at the default batch; {PAIRS:,} pairs per "
+        f"round; seeds {', '.join(map(str, SEEDS))}. Each cell: exact W2 between {N:,} samples "
+        f"and {N:,} fresh target points (data units), mean ± std over the seeds; `*` best in "
+        "its column, `~` tied with the best within 2·sqrt(s₁² + s₂²). Columns: Euler with 1, "
+        "2, 4 steps, and RK4 with 100 steps (400 NFE).",
+        ""]
+    for part, names in (("rf1", RF1), ("rounds", ROUNDS)):
+        for t in TARGETS:
+            sel = [r for r in rows if r["part"] == part and r["target"] == t]
+            if not sel:
+                continue
+            f = scoring.floor(t, N)
+            res = scoring.summaries(sel, "row")
+            title = "1-RF" if part == "rf1" else "reflow (round 2) and 1-step distillation"
+            lines += [f"## {title}: {t} (floor {scoring.cell(f)})", ""]
+            for group in ([n for n in names if n in res],) if part == "rf1" else (
+                    [n for n in names if n in res and ROUNDS[n][0] == "reflow"],
+                    [n for n in names if n in res and ROUNDS[n][0] == "distill"]):
+                if not group:
+                    continue
+                cols = list(res[group[0]])
+                lines += ["| recipe | " + " | ".join(f"W2 {c}" for c in cols) + " |",
+                          "|---" * (len(cols) + 1) + "|"]
+                mk = {c: scoring.marks({n: res[n][c] for n in group}) for c in cols}
+                for n in group:
+                    lines.append(f"| {n} | " + " | ".join(
+                        scoring.cell(res[n][c], mk[c][n]) for c in cols) + " |")
+                lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--part", choices=("rf1", "rounds"), default="rf1")
+    r.add_argument("--shard", type=int, default=0)
+    r.add_argument("--of", type=int, default=1)
+    r.add_argument("--threads", type=int, default=1)
+    t = sub.add_parser("table")
+    t.add_argument("--write", action="store_true", help="write benchmarks/ABLATION.md")
+    for q in (r, t):
+        q.add_argument("--results", default=str(HERE / "ablation.jsonl"))
+    args = p.parse_args()
+    if args.cmd == "run":
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        run(args)
+    else:
+        text = table(args)
+        print(text)
+        if args.write:
+            (HERE / "ABLATION.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

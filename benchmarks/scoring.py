@@ -1,0 +1,85 @@
+"""What the quality benchmarks share: fresh target points, the noise floor, exact W2 at a
+few step counts, mean ± std over seeds, and the tie rule of ``rectflow compare``.
+
+Every figure is an exact W2 (optimal assignment) between ``n`` samples and ``n`` fresh target
+points, in the data's own units, beside the floor: W2 between two independent draws of ``n``
+target points. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
+are ties (:func:`rectflow.metrics.tie_groups`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rectflow.data import load_dataset
+from rectflow.evaluation import noise, reference_data
+from rectflow.metrics import Summary, metric_floor, summarize, tie_groups, w2
+from rectflow.solvers import solve
+
+# (label, solver, steps): the columns of every quality table
+COLUMNS = (("@1", "euler", 1), ("@2", "euler", 2), ("@4", "euler", 4), ("@100 RK4", "rk4", 100))
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def reference(target: str, n: int, seed: int) -> torch.Tensor:
+    """``n`` fresh points of a 2-D toy target (data units), seeded by ``seed``."""
+    return reference_data(load_dataset({"name": target}, "test"), n, seed)
+
+
+def floor(target: str, n: int, seed: int = 0) -> Summary:
+    ds = load_dataset({"name": target}, "test")
+    return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
+
+
+@torch.no_grad()
+def score(velocity: Velocity, target: str, n: int, seed: int, columns=COLUMNS,
+          to_data: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, float]:
+    """W2 of the samples of ``velocity`` (x at t=0 is N(0, I), data at t=1) against fresh
+    target points, at each (label, solver, steps) column; ``to_data`` maps model space to data
+    units."""
+    x0, ref = noise(n, (2,), seed, "bench-noise"), reference(target, n, seed)
+    return {label: w2(to_data(solve(velocity, x0, method=solver, steps=k).x), ref)
+            for label, solver, k in columns}
+
+
+def summaries(rows: list[dict], key: str) -> dict[str, dict[str, Summary]]:
+    """``{row[key]: {column: Summary over the rows' seeds}}`` of rows holding ``w2`` dicts."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r[key], []).append(r["w2"])
+    return {k: {c: summarize([v[c] for v in vs]) for c in vs[0]} for k, vs in by.items()}
+
+
+def marks(results: dict[str, Summary], floor_: Summary | None = None) -> dict[str, str]:
+    """``*`` for the best, ``~`` for a tie with it, '' otherwise (one seed: no marks)."""
+    if not results or min(s.k for s in results.values()) < 2:
+        return {k: "" for k in results}
+    groups = tie_groups(results, floor_)
+    best = groups[0]
+    return {k: ("*" if k == best[0] else "~" if k in best else "") for k in results}
+
+
+def cell(s: Summary, mark: str = "") -> str:
+    digits = 3 if s.mean < 10 else 1
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}{(' ' + mark) if mark else ''}"
+
+
+def append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def score_flow(flow, target: str, n: int, seed: int, columns=COLUMNS) -> dict[str, float]:
+    """:func:`score` of a loaded :class:`rectflow.Flow` (its objective's velocity, its
+    normalisation back to data units)."""
+    from rectflow.data.base import Normalization
+    norm = Normalization(**(flow.card.normalization or {}))
+    return score(flow.velocity, target, n, seed, columns, norm.to_raw)
