@@ -64,7 +64,7 @@ def main() -> None:
         card = json.loads((out / "config.json").read_text())
         report = out / "eval.json"
         eval_s = json.loads(report.read_text())["seconds"] if report.is_file() else 0.0
-        said = [" ".join(line.split()) for line in run.stderr.splitlines()
+        said = [" ".join(line.split()) for line in run.stdout.splitlines()   # notes: stdout
                 if line.startswith(("threads:", "image defaults", "batch_size", "images "))]
         print("\n".join(said))
         print(f"data {N} PNGs {SIZE}x{SIZE}: shape {card['shape']}, batch "

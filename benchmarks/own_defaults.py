@@ -43,10 +43,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import scoring  # noqa: E402
 
-TARGETS = ("moons", "8gaussians", "checkerboard")
+TARGETS = ("moons", "8gaussians", "checkerboard", "digits")
 SEEDS = (0, 1, 2)
-STEPS, BATCH, PAIRS, N = 800, 2048, 50_000, 2000
-PAIR_SOLVER = ("rk4", 32)      # rectflow couple's default, used for every library's pairs
+# per kind: optimizer steps per stage, batch, pairs per round, (solver, steps) of the pairs
+BUDGET = {"2d": (800, 2048, 50_000, ("rk4", 32)),    # rectflow couple's default solver
+          "image": (400, 128, 2000, ("rk4", 8))}     # the digits preset's pair solver
+N = 2000        # 2-D samples scored (digits: scoring.DIGITS_N)
 ROWS = {   # key -> (label, what it is)
     "rectflow rf1": "1-RF",
     "rectflow rf2": "2-RF (reflow)",
@@ -65,16 +67,26 @@ def quiet(event: dict) -> None:
     pass
 
 
+def budget(target: str):
+    return BUDGET["image" if target in scoring.IMAGES else "2d"]
+
+
+def shape(target: str) -> tuple[int, ...]:
+    return (1, 8, 8) if target in scoring.IMAGES else (2,)
+
+
 # ------------------------------------------------------------------------------- rectflow
 def run_rectflow(target: str, seed: int, work: Path) -> list[dict]:
     import rectflow
-    rf1 = rectflow.train(target, out=work / "rf1", steps=STEPS, seed=seed, evaluate=False,
+    steps, _, pairs, (solver, k) = budget(target)   # the batch is rectflow's default
+    rf1 = rectflow.train(target, out=work / "rf1", steps=steps, seed=seed, evaluate=False,
                          callback=quiet)
-    rf1.couple(work / "pairs1", n=PAIRS, seed=seed, callback=quiet)
-    rf2 = rectflow.reflow(work / "pairs1", out=work / "rf2", steps=STEPS, seed=seed,
+    pair = {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
+    rf1.couple(work / "pairs1", seed=seed, **pair)
+    rf2 = rectflow.reflow(work / "pairs1", out=work / "rf2", steps=steps, seed=seed,
                           evaluate=False, callback=quiet)
-    rf2.couple(work / "pairs2", n=PAIRS, seed=seed + 1000, callback=quiet)
-    student = rectflow.distill(work / "pairs2", out=work / "distill", steps=STEPS, seed=seed,
+    rf2.couple(work / "pairs2", seed=seed + 1000, **pair)
+    student = rectflow.distill(work / "pairs2", out=work / "distill", steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet)
     return [("rectflow rf1", scoring.score_flow(rf1, target, N, seed)),
             ("rectflow rf2", scoring.score_flow(rf2, target, N, seed)),
@@ -83,43 +95,46 @@ def run_rectflow(target: str, seed: int, work: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------- the peers
 def _stream(target: str, seed: int):
-    """(x0, x1) batches of N(0, I) and the target, the same draws for every library."""
+    """(x0, x1) batches of N(0, I) and the target (model space: digits in [-1, 1]), the same
+    draws for every library."""
     from rectflow.couplings import IndependentPairs
     from rectflow.data import load_dataset
     pairs = IndependentPairs(load_dataset({"name": target}), seed)
-    return lambda step: pairs.batch(step, BATCH)
+    return lambda step: pairs.batch(step, budget(target)[1])
 
 
-def _pairs(velocity, seed: int):
-    """PAIRS (x0, z1) pairs of a trained velocity field, from seeded noise."""
+def _pairs(velocity, target: str, seed: int):
+    """The budget's number of (x0, z1) pairs of a trained velocity field, from seeded noise."""
     import torch
     from rectflow.evaluation import noise
     from rectflow.solvers import solve
-    x0 = noise(PAIRS, (2,), seed, "bench-pairs")
+    _, _, n, (solver, k) = budget(target)
+    x0 = noise(n, shape(target), seed, "bench-pairs")
     with torch.no_grad():
-        z1 = torch.cat([solve(velocity, x0[i:i + 4096], method=PAIR_SOLVER[0],
-                              steps=PAIR_SOLVER[1]).x for i in range(0, PAIRS, 4096)])
+        z1 = torch.cat([solve(velocity, x0[i:i + 1024], method=solver, steps=k).x
+                        for i in range(0, n, 1024)])
     return x0, z1
 
 
-def _paired(x0, z1, seed: int):
+def _paired(x0, z1, target: str, seed: int):
     import torch
     from rectflow.seeding import generator
+    size = budget(target)[1]
 
     def batch(step):
-        idx = torch.randint(0, x0.shape[0], (BATCH,), generator=generator(seed, "bench", step))
+        idx = torch.randint(0, x0.shape[0], (size,), generator=generator(seed, "bench", step))
         return x0[idx], z1[idx]
     return batch
 
 
-def _adam_loop(net, loss_of, batches, lr: float, seed: int) -> None:
-    """``STEPS`` Adam steps at a constant ``lr`` on ``loss_of(x0, x1)``, the global generator
+def _adam_loop(net, loss_of, batches, lr: float, seed: int, steps: int) -> None:
+    """``steps`` Adam steps at a constant ``lr`` on ``loss_of(x0, x1)``, the global generator
     seeded (peers draw t with ``torch.rand``)."""
     import torch
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for step in range(STEPS):
+        for step in range(steps):
             loss = loss_of(*batches(step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -138,26 +153,40 @@ class TimeCat:
 
 
 def run_torchcfm(target: str, seed: int, work: Path) -> list[dict]:
+    """On digits: the network of TorchCFM's MNIST example, ``UNetModelWrapper(num_channels=32,
+    num_res_blocks=1)``, with the channel multipliers it picks for 28 px (1, 2, 2), as it
+    has none for 8 px; batch 128 as its example."""
     import torch
     import torch.nn.functional as F
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
-    from torchcfm.models import MLP
+    steps, size = budget(target)[:2]
     torch.manual_seed(seed)
-    net = MLP(dim=2, time_varying=True)
+    if target in scoring.IMAGES:
+        from torchcfm.models.unet.unet import UNetModelWrapper
+        net = UNetModelWrapper(dim=shape(target), num_channels=32, num_res_blocks=1,
+                               channel_mult=(1, 2, 2))
+
+        def v(x, t):
+            return net(t.reshape(-1).expand(x.shape[0]), x)
+    else:
+        from torchcfm.models import MLP
+        net = MLP(dim=2, time_varying=True)
+        v = TimeCat(net)
     fm = ConditionalFlowMatcher(sigma=0.0)
-    v = TimeCat(net)
 
     def cfm_loss(x0, x1):
         t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
         return F.mse_loss(v(xt, t), ut)
 
-    _adam_loop(net, cfm_loss, _stream(target, seed), 1e-3, seed)
+    _adam_loop(net, cfm_loss, _stream(target, seed), 1e-3, seed, steps)
     rows = [("torchcfm rf1", scoring.score(v, target, N, seed))]
-    _adam_loop(net, cfm_loss, _paired(*_pairs(v, seed), seed), 1e-3, seed + 1)
+    _adam_loop(net, cfm_loss, _paired(*_pairs(v, target, seed), target, seed), 1e-3,
+               seed + 1, steps)
     rows.append(("torchcfm rf2", scoring.score(v, target, N, seed)))
-    zeros = torch.zeros(BATCH)
+    zeros = torch.zeros(size)
     _adam_loop(net, lambda x0, z1: F.mse_loss(v(x0, zeros), z1 - x0),
-               _paired(*_pairs(v, seed + 1000), seed + 1), 1e-3, seed + 2)
+               _paired(*_pairs(v, target, seed + 1000), target, seed + 1), 1e-3, seed + 2,
+               steps)
     rows.append(("torchcfm distill", scoring.score(v, target, N, seed, ONE_STEP)))
     return rows
 
@@ -186,7 +215,7 @@ def run_meta(target: str, seed: int, work: Path) -> list[dict]:
         s = path.sample(x_0=x0, x_1=x1, t=torch.rand(x0.shape[0]))
         return F.mse_loss(v(s.x_t, s.t), s.dx_t)
 
-    _adam_loop(net, loss, _stream(target, seed), 1e-3, seed)
+    _adam_loop(net, loss, _stream(target, seed), 1e-3, seed, budget(target)[0])
     return [("meta rf1", scoring.score(v, target, N, seed))]
 
 
@@ -212,7 +241,7 @@ def run_lucidrains(target: str, seed: int, work: Path) -> list[dict]:
     batches = _stream(target, seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for step in range(STEPS):
+        for step in range(budget(target)[0]):
             x0, x1 = batches(step)
             loss = flow(x1, noise=x0)
             opt.zero_grad(set_to_none=True)
@@ -226,6 +255,11 @@ def run_lucidrains(target: str, seed: int, work: Path) -> list[dict]:
 
 RUNNERS = {"rectflow": run_rectflow, "torchcfm": run_torchcfm, "meta": run_meta,
            "lucidrains": run_lucidrains}
+# why a library has no row on a target
+NOT_RUN = {("meta", "digits"): "flow_matching ships no image network (its U-Net lives in its "
+                               "examples, outside the package)",
+           ("lucidrains", "digits"): "its Unet at its default width (dim 64, 33M parameters) "
+                                     "takes about 8 s per step at batch 128 on one core here"}
 
 
 def run(args) -> None:
@@ -234,7 +268,9 @@ def run(args) -> None:
     out = Path(args.results)
     done = {(r["target"], r["seed"], r["row"]) for r in scoring.read(out)}
     libs = args.libs.split(",") if args.libs else LIBRARIES
-    jobs = [(lib, t, s) for lib in libs for t in TARGETS for s in SEEDS]
+    targets = args.targets.split(",") if args.targets else TARGETS
+    jobs = [(lib, t, s) for lib in libs for t in targets for s in SEEDS
+            if (lib, t) not in NOT_RUN]
     for i, (lib, t, s) in enumerate(jobs):
         if i % args.of != args.shard or (t, s, f"{lib} rf1") in done:
             continue
@@ -249,37 +285,44 @@ def run(args) -> None:
 
 def table(args) -> str:
     rows = scoring.read(Path(args.results))
+    (s2, b2, p2, (m2, k2)), (si, bi, pi, (mi, ki)) = BUDGET["2d"], BUDGET["image"]
     lines = ["# Each library at its own defaults (issue 19)", "",
              "Regenerate: `python benchmarks/peers.py --own run` (two shards; see "
              "`benchmarks/own_defaults.py`) then `python benchmarks/peers.py --own table "
              "--write`.", "",
-             f"Equal budget: {STEPS} optimizer steps per stage, batch {BATCH}, {PAIRS:,} pairs "
-             f"per reflow round (RK4, {PAIR_SOLVER[1]} steps), seeds "
+             f"Equal budget per library: 2-D: {s2} optimizer steps per stage, batch {b2}, "
+             f"{p2:,} pairs per reflow round ({m2.upper()}, {k2} steps); digits: {si} steps "
+             f"per stage, batch {bi}, {pi:,} pairs ({mi.upper()}, {ki} steps). Seeds "
              f"{', '.join(map(str, SEEDS))}. Each library otherwise uses its own network, "
              "optimizer settings, time distribution and EMA (see the script's docstring). "
-             f"Cells: exact W2 between {N:,} samples and {N:,} fresh target points (data "
-             "units), mean ± std over the seeds. In each column, `*` marks the best and `~` "
-             "a tie with it (difference within 2·sqrt(s₁² + s₂²)); one-step students are "
-             "ranked in the 1-step column only. Columns: Euler with 1, 2, 4 steps (= NFE); RK4 "
-             "with 100 steps (400 NFE).", ""]
-    cols = [c[0] for c in scoring.COLUMNS]
+             f"2-D cells: exact W2 between {N:,} samples and {N:,} fresh target points (data "
+             f"units); digits: FD (rectflow's digits classifier) between {scoring.DIGITS_N} "
+             f"samples and the {scoring.DIGITS_N} held-out images. Mean ± std over the seeds. "
+             "In each column `*` marks the best and `~` a tie with it (difference within "
+             "2·sqrt(s₁² + s₂²)); one-step students are ranked in the 1-step column only. "
+             "Columns: Euler with 1, 2, 4 steps (= NFE); RK4 with 100 steps (400 NFE; digits: "
+             "32 steps, 128 NFE).", ""]
     for t in TARGETS:
         sel = [r for r in rows if r["target"] == t]
         if not sel:
             continue
         res = scoring.summaries(sel, "row")
         f = scoring.floor(t, N)
+        cols = [c[0] for c in scoring.columns_of(t)]
+        name = scoring.metric(t)
         lines += [f"## {t} (floor {scoring.cell(f)})", "",
-                  "| library | model | " + " | ".join(f"W2 {c}" for c in cols) + " |",
+                  "| library | model | " + " | ".join(f"{name} {c}" for c in cols) + " |",
                   "|---|---" + "|---" * len(cols) + "|"]
         mk = {c: scoring.marks({k: v[c] for k, v in res.items() if c in v}) for c in cols}
         for key in ROWS:
             if key not in res:
                 continue
-            lib = key.split()[0]
             cells = [scoring.cell(res[key][c], mk[c][key]) if c in res[key] else "—"
                      for c in cols]
-            lines.append(f"| {lib} | {ROWS[key]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {key.split()[0]} | {ROWS[key]} | " + " | ".join(cells) + " |")
+        for (lib, target), why in NOT_RUN.items():
+            if target == t:
+                lines.append(f"| {lib} | not run: {why} |" + " |" * len(cols))
         lines.append("")
     return "\n".join(lines)
 
@@ -292,6 +335,7 @@ def main(argv=None) -> None:
     r.add_argument("--of", type=int, default=1)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--libs", default="", help="comma-separated subset of " + ",".join(LIBRARIES))
+    r.add_argument("--targets", default="", help="comma-separated subset of " + ",".join(TARGETS))
     t = sub.add_parser("table")
     t.add_argument("--write", action="store_true", help="write benchmarks/OWN_DEFAULTS.md")
     for q in (r, t):

@@ -2,6 +2,11 @@
 
     python benchmarks/peers.py --write     # full run (about 20 min on 2 cores) -> RESULTS.md
     python benchmarks/peers.py --quick     # the same harness on tiny budgets (< 3 min)
+    python benchmarks/peers.py --own run   # each library at its OWN defaults and network,
+                                           # over seeds (benchmarks/own_defaults.py)
+
+This mode measures loop speed: with one network and one stream, quality agrees by construction.
+``--own`` measures quality: each library with its own network and documented defaults.
 
 One protocol for every method: source N(0, I); targets from ``rectflow.data.toy``; the same
 network (rectflow's MLP: 3 hidden layers of 256, SiLU, sinusoidal time features), built from the
@@ -523,6 +528,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--own"]:   # each library at its own defaults: benchmarks/own_defaults.py
+        import own_defaults
+        own_defaults.main(argv[1:])
+        return 0
     args = parse(argv)
     preset = dict(QUICK if args.quick else FULL)
     for k in preset:

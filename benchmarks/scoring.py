@@ -1,9 +1,11 @@
-"""What the quality benchmarks share: fresh target points, the noise floor, exact W2 at a
-few step counts, mean ± std over seeds, and the tie rule of ``rectflow compare``.
+"""What the quality benchmarks share: fresh target points, the noise floor, exact W2 (FD on
+digits) at a few step counts, mean ± std over seeds, and the tie rule of ``rectflow compare``.
 
-Every figure is an exact W2 (optimal assignment) between ``n`` samples and ``n`` fresh target
-points, in the data's own units, beside the floor: W2 between two independent draws of ``n``
-target points. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
+On the 2-D targets every figure is an exact W2 (optimal assignment) between ``n`` samples and
+``n`` fresh target points, in the data's own units, beside the floor: W2 between two
+independent draws of ``n`` target points. On digits it is the Fréchet distance in the features
+of rectflow's digits classifier (:mod:`rectflow.features`) between the samples and the 297
+held-out images, beside its floor: FD between held-out and training images at the same n. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
 are ties (:func:`rectflow.metrics.tie_groups`)."""
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from rectflow.solvers import solve
 
 # (label, solver, steps): the columns of every quality table
 COLUMNS = (("@1", "euler", 1), ("@2", "euler", 2), ("@4", "euler", 4), ("@100 RK4", "rk4", 100))
+IMAGE_COLUMNS = (*COLUMNS[:3], ("@32 RK4", "rk4", 32))
+IMAGES = ("digits",)
+DIGITS_N = 297   # the held-out digits: samples are scored at the same n
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -29,16 +34,57 @@ def reference(target: str, n: int, seed: int) -> torch.Tensor:
 
 
 def floor(target: str, n: int, seed: int = 0) -> Summary:
+    if target in IMAGES:
+        from rectflow.features import fd_floor
+        return fd_floor(_digits()[0], _all("test"), _all("train"), DIGITS_N, seed, repeats=3)
     ds = load_dataset({"name": target}, "test")
     return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
 
 
+def metric(target: str) -> str:
+    return "FD" if target in IMAGES else "W2"
+
+
+def columns_of(target: str):
+    return IMAGE_COLUMNS if target in IMAGES else COLUMNS
+
+
+def _all(split: str) -> torch.Tensor:
+    ds = load_dataset({"name": "digits"}, split)
+    return ds.take(torch.arange(len(ds)))
+
+
+_DIGITS: list = []
+
+
+def _digits():
+    """rectflow's digits feature extractor (trained once, cached beside this script) and the
+    held-out images' feature statistics."""
+    if not _DIGITS:
+        from rectflow.features import Extractor, classifier
+        net, _ = classifier({"name": "digits"}, Path(__file__).resolve().parent / ".features")
+        ex = Extractor(net.features)
+        _DIGITS.extend([ex, ex.stats(_all("test"))])
+    return _DIGITS
+
+
+def _fd(x: torch.Tensor) -> float:
+    from rectflow.features import frechet_distance
+    ex, ref = _digits()
+    return frechet_distance(ex.stats(x), ref)
+
+
 @torch.no_grad()
-def score(velocity: Velocity, target: str, n: int, seed: int, columns=COLUMNS,
+def score(velocity: Velocity, target: str, n: int, seed: int, columns=None,
           to_data: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, float]:
-    """W2 of the samples of ``velocity`` (x at t=0 is N(0, I), data at t=1) against fresh
-    target points, at each (label, solver, steps) column; ``to_data`` maps model space to data
-    units."""
+    """W2 (FD on digits) of the samples of ``velocity`` (x at t=0 is N(0, I), data at t=1),
+    at each (label, solver, steps) column; ``to_data`` maps model space to data units (2-D
+    only: images are scored in model space, [-1, 1])."""
+    columns = columns or columns_of(target)
+    if target in IMAGES:
+        x0 = noise(DIGITS_N, (1, 8, 8), seed, "bench-noise")
+        return {label: _fd(solve(velocity, x0, method=solver, steps=k).x.clamp(-1, 1))
+                for label, solver, k in columns}
     x0, ref = noise(n, (2,), seed, "bench-noise"), reference(target, n, seed)
     return {label: w2(to_data(solve(velocity, x0, method=solver, steps=k).x), ref)
             for label, solver, k in columns}
@@ -77,7 +123,7 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def score_flow(flow, target: str, n: int, seed: int, columns=COLUMNS) -> dict[str, float]:
+def score_flow(flow, target: str, n: int, seed: int, columns=None) -> dict[str, float]:
     """:func:`score` of a loaded :class:`rectflow.Flow` (its objective's velocity, its
     normalisation back to data units)."""
     from rectflow.data.base import Normalization

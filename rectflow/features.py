@@ -123,7 +123,7 @@ def _one_thread():
 def train_classifier(spec: dict, callback: Callable[[dict], None] | None = None
                      ) -> tuple[Classifier, dict]:
     """Train the feature classifier of a dataset from a fixed seed; returns it and its record."""
-    with _one_thread():
+    with _one_thread(), torch.enable_grad():   # also when called under no_grad
         return _train_classifier(spec, callback)
 
 
