@@ -42,6 +42,9 @@ RF1 = {
     "cosine lr": ({"lr_schedule": "cosine"}, {}),
     "lr 3e-3 cosine": ({"lr": 3e-3, "lr_schedule": "cosine"}, {}),
     "width 512": ({}, {"hidden": 512}),
+    "lr 3e-3, t logit-normal": ({"lr": 3e-3, "time_dist": "logit-normal"}, {}),
+    "lr 3e-3, t logit-normal, no clip": ({"lr": 3e-3, "time_dist": "logit-normal",
+                                          "grad_clip": 0.0}, {}),
 }
 # name -> (stage, options); the rows of part "rounds"
 ROUNDS = {
@@ -101,7 +104,8 @@ def run(args) -> None:
     out = Path(args.results)
     done = {(r["part"], r["target"], r["seed"], r["row"]) for r in scoring.read(out)}
     if args.part == "rf1":
-        jobs = [(t, s, name) for name in RF1 for t in TARGETS for s in SEEDS]
+        names = args.rows.split(";") if args.rows else list(RF1)
+        jobs = [(t, s, name) for name in names for t in TARGETS for s in SEEDS]
     else:
         jobs = [(t, s, None) for t in ROUND_TARGETS for s in SEEDS]
     for i, (t, s, name) in enumerate(jobs):
@@ -168,6 +172,7 @@ def main() -> None:
     r.add_argument("--shard", type=int, default=0)
     r.add_argument("--of", type=int, default=1)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--rows", default="", help="';'-separated subset of the rf1 rows")
     t = sub.add_parser("table")
     t.add_argument("--write", action="store_true", help="write benchmarks/ABLATION.md")
     for q in (r, t):

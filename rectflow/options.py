@@ -306,8 +306,10 @@ STAGE_DEFAULTS: dict[str, dict] = {
 # evaluation part below ("stage_eval": what a training stage evaluates when it ends, sized
 # to a small fraction of its training time: on 2 cores a 16x16 U-Net step at batch 128 costs
 # ~0.7 s, 200 samples through ~20 solver steps ~15 s). "couple" and "compare" feed presets.
+# Vectors: a 1-RF trains with lr 3e-3 and logit-normal t, the best recipe at every step count
+# in benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps).
 KIND_DEFAULTS: dict[str, dict[str, dict]] = {
-    "vector": {},
+    "vector": {"train": {"lr": 3e-3, "time_dist": "logit-normal"}},
     "image": {
         "train": {"batch_size": 128, "save_every": 500},
         "reflow": {"batch_size": 128, "save_every": 500},
