@@ -302,8 +302,9 @@ def table(args) -> str:
              f"2-D cells: exact W2 between {N:,} samples and {N:,} fresh target points (data "
              f"units); digits: FD (rectflow's digits classifier) between {scoring.DIGITS_N} "
              f"samples and the {scoring.DIGITS_N} held-out images. Mean ± std over the seeds. "
-             "In each column `*` marks the best and `~` a tie with it (difference within "
-             "2·sqrt(s₁² + s₂²)); one-step students are ranked in the 1-step column only. "
+             "Rows are ranked within their kind (1-RFs, 2-RFs, one-step students) in each "
+             "column: `*` marks the best and `~` a tie with it (difference within "
+             "2·sqrt(s₁² + s₂²)). "
              "Columns: Euler with 1, 2, 4 steps (= NFE); RK4 with 100 steps (400 NFE; digits: "
              "32 steps, 128 NFE).", ""]
     for t in TARGETS:
@@ -317,7 +318,11 @@ def table(args) -> str:
         lines += [f"## {t} (floor {scoring.cell(f)})", "",
                   "| library | model | " + " | ".join(f"{name} {c}" for c in cols) + " |",
                   "|---|---" + "|---" * len(cols) + "|"]
-        mk = {c: scoring.marks({k: v[c] for k, v in res.items() if c in v}) for c in cols}
+        mk: dict = {c: {} for c in cols}   # ranked within a kind: 1-RFs, 2-RFs, students
+        for kind in ("rf1", "rf2", "distill"):
+            for c in cols:
+                mk[c].update(scoring.marks({k: v[c] for k, v in res.items()
+                                            if c in v and k.endswith(" " + kind)}))
         for key in ROWS:
             if key not in res:
                 continue
