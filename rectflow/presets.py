@@ -28,11 +28,12 @@ SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
        "with_diffusion": bool, "with_meanflow": bool}
 
-# CPU presets are sized for 2 cores (moons about 90 s and digits about 10 min of CPU time on an idle
-# machine; much longer when other jobs share it); GPU presets are
-# starting points for `accelerate launch` and need --data-root.
-_TOY_2D = {"train": {"steps": 2000}, "couple": {"n": 50_000}, "reflow": {"steps": 1500},
-           "distill": {"steps": 1000}, "compare": {"n": 1000}}
+# CPU presets are sized for an idle 2-core machine (README: moons under 3 minutes and digits
+# under 30 minutes of wall time; much longer when other jobs share the cores); GPU presets are
+# starting points for `accelerate launch` and need --data-root. The 2-D pairs use RK4 with 16
+# steps: a 1-RF's paths are smooth in t, and its pairs move by less than the W2 floor.
+_TOY_2D = {"train": {"steps": 1500}, "couple": {"n": 50_000, "steps": 16},
+           "reflow": {"steps": 1000}, "distill": {"steps": 800}, "compare": {"n": 1000}}
 PRESETS: dict[str, dict] = {
     **{name: {"data": name, **_TOY_2D} for name in ("moons", "8gaussians", "checkerboard")},
     # rf1..distill plus a diffusion baseline with rf1's budget and rf2d reflowed from its pairs
