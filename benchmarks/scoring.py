@@ -129,3 +129,30 @@ def score_flow(flow, target: str, n: int, seed: int, columns=None) -> dict[str, 
     from rectflow.data.base import Normalization
     norm = Normalization(**(flow.card.normalization or {}))
     return score(flow.velocity, target, n, seed, columns, norm.to_raw)
+
+
+def bench_cli(doc: str, results: Path, markdown: Path, run: Callable, table: Callable,
+              run_args: Callable, argv=None) -> None:
+    """The command line both quality benchmarks share: ``run`` (sharded over processes, rows
+    appended to ``results``) and ``table`` (``--write``: into ``markdown``)."""
+    import argparse
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--shard", type=int, default=0)
+    r.add_argument("--of", type=int, default=1)
+    r.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    run_args(r)
+    t = sub.add_parser("table")
+    t.add_argument("--write", action="store_true", help=f"write benchmarks/{markdown.name}")
+    for q in (r, t):
+        q.add_argument("--results", default=str(results))
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        torch.set_num_threads(args.threads)
+        run(args)
+    else:
+        text = table(args)
+        print(text)
+        if args.write:
+            markdown.write_text(text + "\n")

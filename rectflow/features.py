@@ -123,7 +123,8 @@ def _one_thread():
 def train_classifier(spec: dict, callback: Callable[[dict], None] | None = None
                      ) -> tuple[Classifier, dict]:
     """Train the feature classifier of a dataset from a fixed seed; returns it and its record."""
-    with _one_thread(), torch.enable_grad():   # also when called under no_grad
+    # also when the caller runs under no_grad or inference_mode
+    with _one_thread(), torch.inference_mode(False), torch.enable_grad():
         return _train_classifier(spec, callback)
 
 

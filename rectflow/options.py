@@ -308,10 +308,8 @@ STAGE_DEFAULTS: dict[str, dict] = {
 # evaluation part below ("stage_eval": what a training stage evaluates when it ends, sized
 # to a small fraction of its training time: on 2 cores a 16x16 U-Net step at batch 128 costs
 # ~0.7 s, 200 samples through ~20 solver steps ~15 s). "couple" and "compare" feed presets.
-# Vectors: a 1-RF trains with lr 3e-3 and logit-normal t, the best recipe at every step count
-# in benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps).
 KIND_DEFAULTS: dict[str, dict[str, dict]] = {
-    "vector": {"train": {"lr": 3e-3, "time_dist": "logit-normal"}},
+    "vector": {},
     "image": {
         "train": {"batch_size": 128, "save_every": 500},
         "reflow": {"batch_size": 128, "save_every": 500},
@@ -323,6 +321,14 @@ KIND_DEFAULTS: dict[str, dict[str, dict]] = {
     },
 }
 DATA_KINDS = tuple(KIND_DEFAULTS)
+
+# Defaults per kind of data, objective and stage, above the kind's: a flow-matching 1-RF on
+# vectors trains with lr 3e-3 and logit-normal t, the best recipe at every step count in
+# benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps). Diffusion and
+# MeanFlow were not ablated and keep the plain defaults.
+RECIPES: dict[tuple[str, str, str], dict] = {
+    ("vector", "flow", "train"): {"lr": 3e-3, "time_dist": "logit-normal"},
+}
 
 
 def kind_defaults(kind: str | None, section: str) -> dict:
@@ -372,7 +378,13 @@ def for_kind(cls, section: str, kind: str | None, *layers: dict | None,
 
 def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, ...] = (),
                  kind: str | None = None):
-    """A :class:`TrainConfig` for ``stage``: the given layers over the defaults of this
-    ``kind`` of data (:data:`KIND_DEFAULTS`) over the stage's defaults."""
-    return resolve(TrainConfig, *layers, kind_defaults(kind, stage), STAGE_DEFAULTS[stage],
-                   where=(*where, f"{kind} defaults", f"{stage} defaults"))
+    """A :class:`TrainConfig` for ``stage``: the given layers over the recipe of this kind of
+    data and objective (:data:`RECIPES`), the defaults of this ``kind`` of data
+    (:data:`KIND_DEFAULTS`) and the stage's defaults."""
+    objective = next((layer["objective"] for layer in layers
+                      if layer and layer.get("objective") is not None), "flow")
+    recipe = RECIPES.get((kind or "", objective, stage), {})
+    return resolve(TrainConfig, *layers, recipe, kind_defaults(kind, stage),
+                   STAGE_DEFAULTS[stage],
+                   where=(*where, f"{kind} {objective} recipe", f"{kind} defaults",
+                          f"{stage} defaults"))

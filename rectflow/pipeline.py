@@ -4,7 +4,7 @@
     rf1      pairs1    rf2       pairs2    rf3       distill   compare
 
 With ``with_diffusion`` (preset ``moons-diffusion``) three stages come before compare: a VP
-diffusion model trained with rf1's data, network and budget (``diffusion``), pairs from its
+diffusion model trained with rf1's data, network, budget and optimizer settings (``diffusion``), pairs from its
 probability-flow ODE (``pairs0``) and a 2-rectified flow reflowed from them (``rf2d``, a flow
 objective whatever the teacher), so compare puts diffusion beside rf1, rf2, rf3 and distill.
 
@@ -70,13 +70,25 @@ def is_complete(folder: Path, name: str) -> bool:
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The keys where the saved config ``a`` and the new one ``b`` differ. An option newer than
+    the saved run (absent from ``a``) at its own default is no difference: such a run was
+    made with that default's behaviour."""
     keys = []
     for k in sorted(set(a) | set(b)):
         if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
             keys += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif k not in a and _at_default(prefix.rstrip("."), k, b[k]):
+            continue
         elif a.get(k) != b.get(k):
             keys.append(f"{prefix}{k}")
     return keys
+
+
+def _at_default(section: str, key: str, value) -> bool:
+    if section not in presets.SECTIONS:
+        return False
+    opt = presets.option_table(section).get(key)
+    return opt is not None and presets.as_json(opt.default) == value
 
 
 def _started(folder: Path) -> bool:

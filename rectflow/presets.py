@@ -118,7 +118,7 @@ _EXTRA = {"train": {"coupling": Opt("coupling", str, "independent", "", choices=
           "distill": {"k": Opt("k", int, 1, "", lo=1, hi=1000)}}
 
 
-def _options(section: str) -> dict[str, Opt]:
+def option_table(section: str) -> dict[str, Opt]:
     cls = {"train": TrainConfig, "reflow": TrainConfig, "distill": TrainConfig,
            "couple": CoupleConfig, "compare": EvalConfig}[section]
     out = {**table_of(cls), **_EXTRA.get(section, {})}
@@ -127,7 +127,7 @@ def _options(section: str) -> dict[str, Opt]:
     return out
 
 
-def _as_json(value):
+def as_json(value):
     from .path import TimeDist
     return value.to_json() if isinstance(value, TimeDist) else \
         list(value) if isinstance(value, tuple) else value
@@ -138,13 +138,13 @@ def _apply(base: dict, overrides: dict, source: str) -> None:
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise UserError(f"{source}: [{key}] must be a table of options")
-            opts = _options(key)
+            opts = option_table(key)
             for name, v in value.items():
                 if name not in opts:
                     raise UserError(f"{source}: [{key}] has no option {name!r} "
                                     f"(known: {', '.join(opts)})")
                 try:
-                    base[key][name] = _as_json(opts[name].check(v))
+                    base[key][name] = as_json(opts[name].check(v))
                 except OptionError as e:
                     raise UserError(f"{source}: [{key}] {e}") from None
         elif key in TOP:

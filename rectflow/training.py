@@ -208,11 +208,12 @@ def _step_of(line: str) -> int | None:
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up to ``lr``, then constant or a cosine decay to 0 at ``cfg.steps``."""
+    """Linear warm-up to ``lr``, then constant or a cosine decay towards 0 (reached one step
+    after the last, ``cfg.steps``, so no step runs at lr 0). ``step`` counts from 1."""
     if cfg.warmup and step < cfg.warmup:
         return cfg.lr * step / cfg.warmup
     if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
-        done = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup))
+        done = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup + 1))
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
     return cfg.lr
 

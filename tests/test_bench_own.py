@@ -2,7 +2,6 @@
 run end to end on tiny budgets and turn their rows into tables with floors and tie marks.
 They check the harness, not the figures."""
 import argparse
-import sys
 from pathlib import Path
 
 import pytest

@@ -299,3 +299,17 @@ def test_a_default_batch_is_cut_to_memory_and_a_given_one_refused(monkeypatch):
     assert batchfit.fit_batch(net, shape, 128)[0] == 128
     with pytest.raises(ResourceError, match="batch_size 2048 needs"):
         batchfit.fit_batch(net, shape, 2048, given=True)
+
+
+def test_only_whole_numbers_in_0_255_are_read_as_8_bit_pixels(tmp_path):
+    from rectflow.data import load_dataset
+    from rectflow.data.base import Normalization
+    rng = np.random.default_rng(0)
+    whole = rng.integers(0, 256, (8, 1, 4, 4)).astype(np.float32)
+    frac = whole * 0.8 + 0.25   # fractional values in 0.25..204.25
+    for name, arr, pixels in (("whole", whole, True), ("frac", frac, False)):
+        np.save(tmp_path / f"{name}.npy", arr)
+        ds = load_dataset({"name": "file", "path": str(tmp_path / f"{name}.npy")})
+        assert (ds.normalization == Normalization(127.5, 127.5)) == pixels, name
+        back = ds.to_raw(ds.take(torch.arange(len(ds))))
+        assert float(back.min()) >= float(arr.min()) - 1e-3

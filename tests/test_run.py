@@ -129,3 +129,16 @@ def test_every_preset_resolves_to_stage_configs():
     assert presets.train_config(r, "distill").time_dist.k == 2 and r["model"] == {"hidden": 64}
     with pytest.raises(Exception, match="unknown preset"):
         presets.resolve("nope")
+
+
+def test_a_run_saved_before_a_new_option_existed_still_resumes():
+    """resolved.json of an older release lacks newer options; at their defaults that is no
+    difference, set otherwise it is."""
+    from rectflow import pipeline
+    saved = {"train": {"lr": 0.003, "steps": 5}, "reflow": {"lr": 3e-4}, "data": "moons"}
+    new = {"train": {"lr": 0.003, "steps": 5, "lr_schedule": "constant"},
+           "reflow": {"lr": 3e-4, "lr_schedule": "constant"}, "data": "moons"}
+    assert pipeline._diff(saved, new) == []
+    new["reflow"]["lr_schedule"] = "cosine"
+    new["data"] = "8gaussians"
+    assert pipeline._diff(saved, new) == ["data", "reflow.lr_schedule"]

@@ -69,7 +69,22 @@ def test_learning_rate_warms_up_then_stays_or_decays_to_zero():
         assert learning_rate(cfg, 50) == pytest.approx(5e-4)
         assert learning_rate(cfg, 100) == pytest.approx(1e-3)
     assert learning_rate(const, 1000) == pytest.approx(1e-3)
-    assert learning_rate(cos, 550) == pytest.approx(5e-4)
-    assert learning_rate(cos, 1000) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(cos, 550) == pytest.approx(5e-4, rel=1e-2)
+    assert 0 < learning_rate(cos, 1000) < 1e-7   # the last step still learns, barely
     lrs = [learning_rate(cos, s) for s in range(100, 1001)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_the_vector_flow_recipe_applies_to_flow_matching_only():
+    """lr 3e-3 and logit-normal t were chosen by benchmarks/ablation.py for a flow-matching
+    1-RF on vectors; images, other objectives and later stages keep their own defaults, and a
+    given option always wins."""
+    from rectflow.options import train_config
+    flow = train_config("train", kind="vector")
+    assert (flow.lr, flow.time_dist.kind) == (3e-3, "logit-normal")
+    for cfg in (train_config("train", {"objective": "diffusion"}, kind="vector"),
+                train_config("train", {"objective": "meanflow"}, kind="vector"),
+                train_config("train", kind="image")):
+        assert (cfg.lr, cfg.time_dist.kind) == (1e-3, "uniform")
+    assert train_config("reflow", kind="vector").lr == 3e-4
+    assert train_config("train", {"lr": 5e-4}, kind="vector").lr == 5e-4

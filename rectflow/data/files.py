@@ -95,12 +95,12 @@ def array_shape(path: str | Path) -> tuple[int, ...]:
     return tuple(read_array(path).shape)
 
 
-def _image_scale(lo: float, hi: float) -> Normalization:
+def _image_scale(lo: float, hi: float, whole: bool) -> Normalization:
     """The affine map of an array's value range onto [-1, 1]: [0, 1] and [-1, 1] as such,
     whole numbers in 0..255 as 8-bit pixels, anything else by its own min and max."""
     if lo >= -1 and hi <= 1:
         return Normalization(0.5, 0.5) if lo >= 0 else Normalization(0.0, 1.0)
-    if lo >= 0 and hi <= 255:
+    if whole and lo >= 0 and hi <= 255:
         return Normalization(127.5, 127.5)
     return Normalization((hi + lo) / 2, max((hi - lo) / 2, 1e-8))
 
@@ -123,5 +123,5 @@ def load_image_array(path: str | Path) -> ArrayDataset:
     x = torch.from_numpy(np.asarray(arr, dtype=np.float32).copy())
     if not torch.isfinite(x).all():
         raise DataError(f"{path}: contains NaN or inf; clean the data first")
-    norm = _image_scale(float(x.min()), float(x.max()))
+    norm = _image_scale(float(x.min()), float(x.max()), bool((x == x.round()).all()))
     return ArrayDataset(norm.to_model(x), name="file", is_image=True, normalization=norm)
