@@ -45,7 +45,8 @@ def inputs(tmp_path_factory):
     train_cfg = TrainConfig(lr=1e-2, warmup=0, **LOOP)
     return {
         "train": (["train", "--data", data, "--hidden", TINY_MODEL["hidden"], "--depth",
-                   TINY_MODEL["depth"], "--lr", "1e-2", "--warmup", 0, *FLAGS],
+                   TINY_MODEL["depth"], "--lr", "1e-2", "--warmup", 0, "--time-dist",
+                   "uniform", *FLAGS],   # as train_cfg: the 2-D recipe's t is logit-normal
                   lambda out: stages.train(out, str(data), model=TINY_MODEL, options=train_cfg,
                                            evaluate=False).path),
         "reflow": (["reflow", "--pairs", pairs, *FLAGS],
