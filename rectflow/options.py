@@ -155,7 +155,7 @@ TRAIN = (
         "images; reflow and distill 3e-4).", above=0, hi=10.0),
     Opt("warmup", int, 100, "Linear learning-rate warm-up steps.", lo=0, hi=BIG),
     Opt("lr_schedule", str, "constant", "Learning rate after the warm-up: constant, or cosine "
-        "(decays to 0 at the run's last step).", choices=("constant", "cosine")),
+        "(decays to about 0 at the run's last step).", choices=("constant", "cosine")),
     Opt("grad_clip", float, 1.0, "Clip the gradient norm to this (0: off).", lo=0, hi=1e6),
     Opt("ema_decay", float, 0.999, "Decay of the weights' moving average.", lo=0, below=1),
     Opt("grad_accum", int, 1, "Micro-batches accumulated per optimizer step.", lo=1, hi=4096),

@@ -4,9 +4,10 @@
     rf1      pairs1    rf2       pairs2    rf3       distill   compare
 
 With ``with_diffusion`` (preset ``moons-diffusion``) three stages come before compare: a VP
-diffusion model trained with rf1's data, network, budget and optimizer settings (``diffusion``), pairs from its
-probability-flow ODE (``pairs0``) and a 2-rectified flow reflowed from them (``rf2d``, a flow
-objective whatever the teacher), so compare puts diffusion beside rf1, rf2, rf3 and distill.
+diffusion model trained with rf1's data, network, budget and optimizer settings
+(``diffusion``), pairs from its probability-flow ODE (``pairs0``) and a 2-rectified flow
+reflowed from them (``rf2d``, a flow objective whatever the teacher), so compare puts
+diffusion beside rf1, rf2, rf3 and distill.
 
 Each stage writes its own subfolder of ``out``. A model stage is complete when its
 ``config.json`` says ``"complete": true``, a coupling stage when its ``manifest.json`` exists,

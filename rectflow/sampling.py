@@ -84,7 +84,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))
     raw = norm.to_raw(x)
-    if is_image and norm == Normalization(*UINT8_NORMALIZATION):   # 8-bit data: back to its own pixels
+    if is_image and norm == Normalization(*UINT8_NORMALIZATION):   # 8-bit data: its pixels
         raw = raw.round().clamp(0, 255).to(torch.uint8)
     # other images stay float32 in the data's own range (x was clamped to [-1, 1])
     out.parent.mkdir(parents=True, exist_ok=True)
