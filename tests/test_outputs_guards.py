@@ -289,3 +289,20 @@ def test_deletion_passes_one_guard_that_refuses_what_rectflow_did_not_make(tmp_p
     (marked / "anything").write_text("x")
     assert remove_made(temp) and remove_made(snap) and remove_made(marked / "anything")
     assert not temp.exists() and not snap.exists() and mine.exists()
+
+
+def test_a_whole_folder_is_removed_only_when_rectflow_marked_or_named_it(tmp_path):
+    import pytest
+    from rectflow.errors import OutputError
+    from rectflow.io.remove import MARKER, remove_marked_folder
+    mine = tmp_path / "run"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "w.bin").write_bytes(b"x")
+    (mine / MARKER).write_text("{}")
+    assert remove_marked_folder(mine) and not mine.exists()
+    users = tmp_path / "photos"
+    users.mkdir()
+    (users / "a.png").write_bytes(b"p")
+    with pytest.raises(OutputError, match="did not make it"):
+        remove_marked_folder(users)
+    assert (users / "a.png").read_bytes() == b"p"

@@ -27,7 +27,7 @@ from .. import __version__
 from ..records.files import is_temp
 from ..errors import OutputError
 from .lock import holds_lock
-from .remove import remove_made
+from .remove import remove_made, remove_marked_folder
 
 MARKER = ".rectflow"
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -205,13 +205,8 @@ def _require_lock(out: Path, caller: str) -> None:
 def _discard(path: Path) -> None:
     """Remove a staging folder if rectflow owns it (or it is empty), its marker last, so a
     removal cut short by a crash is still recognised and finished next time."""
-    if not (is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path)):
-        return
-    for entry in path.iterdir():
-        if entry.name != MARKER:
-            remove_made(entry, strict=False)   # inside a marked folder (or an empty one)
-    (path / MARKER).unlink(missing_ok=True)
-    path.rmdir()
+    if is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path):
+        remove_marked_folder(path)
 
 
 def _fsync_dir(folder: Path) -> None:

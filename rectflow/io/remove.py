@@ -51,3 +51,20 @@ def remove_made(path: str | Path, *, strict: bool = True) -> bool:
     else:
         path.unlink()
     return True
+
+
+def remove_marked_folder(path: str | Path) -> bool:
+    """Delete a folder rectflow made as a whole (its ``.rectflow`` marker or its name says
+    so), its contents first and the marker last, so a removal cut short by a crash leaves a
+    folder still recognised as rectflow's and finished next time. Refuses anything else."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if not ((path / MARKER).is_file() or made_by_rectflow(path)):
+        raise OutputError(f"refusing to delete {path}: rectflow did not make it")
+    for entry in path.iterdir():
+        if entry.name != MARKER:
+            remove_made(entry)   # inside a marked folder
+    (path / MARKER).unlink(missing_ok=True)
+    path.rmdir()
+    return True
