@@ -18,6 +18,7 @@ variables are set too, since they are read when a library loads.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from pathlib import Path
@@ -32,12 +33,10 @@ def machine_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
+    with contextlib.suppress(OSError, ValueError):   # no cgroup v2 limit to read
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
     return max(1, cores)
 
 

@@ -13,6 +13,8 @@ same run do not try, so they count as one writer. The lock is re-entrant within 
 """
 from __future__ import annotations
 
+import contextlib
+
 import fcntl
 import json
 import os
@@ -117,8 +119,6 @@ class FolderLock:
         entry[1] -= 1
         if entry[1] == 0:
             del _HELD[str(self.path)]
-            try:
+            with contextlib.suppress(OSError):   # a lock file left behind is taken over
                 remove_made(self.path, strict=False)
-            except OSError:
-                pass
             os.close(entry[0])

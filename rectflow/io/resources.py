@@ -56,12 +56,10 @@ def _cgroup_free() -> int | None:
 
 def _cpu_free() -> int | None:
     free = None
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):   # not Linux: see below
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
     if free is None:
         with contextlib.suppress(ValueError, OSError, AttributeError):
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -97,11 +95,9 @@ def check_fits(nbytes: int, what: str, device=None, *, headroom: float = 0.9) ->
 def _remove(paths) -> list[Path]:
     removed = []
     for p in map(Path, paths):
-        try:
+        with contextlib.suppress(OSError):   # cleanup after a failure must not fail itself
             if remove_made(p, strict=False):   # only what rectflow wrote; never a user's file
                 removed.append(p)
-        except OSError:
-            pass
     return removed
 
 
