@@ -88,3 +88,16 @@ def test_the_vector_flow_recipe_applies_to_flow_matching_only():
         assert (cfg.lr, cfg.time_dist.kind) == (1e-3, "uniform")
     assert train_config("reflow", kind="vector").lr == 3e-4
     assert train_config("train", {"lr": 5e-4}, kind="vector").lr == 5e-4
+
+
+def test_lr_schedule_from_the_cli_reaches_the_card_and_the_log(cli, tmp_path):
+    import json
+    out = tmp_path / "rf1"
+    code, _, err = cli("train", "--data", "moons", "--out", out, "--train-steps", "20",
+                       "--warmup", "0", "--lr-schedule", "cosine", "--log-every", "10",
+                       "--no-eval", "--threads", "1")
+    assert code == 0, err
+    card = json.loads((out / "config.json").read_text())
+    assert card["train"]["lr_schedule"] == "cosine" and card["train"]["lr"] == 3e-3
+    lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[0] > lrs[-1] > 0   # decaying, never a step at 0
