@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from rounds import alternate, spread
 
-from rectflow import checkpoint as ckpt
-from rectflow import stages
+from rectflow.records import checkpoint as ckpt
+from rectflow.stages import train as stages
 from rectflow.models import build_model, default_model_config
-from rectflow.pairgen import CoupleConfig
+from rectflow.stages.couple import CoupleConfig
 
 
 def make_teacher(folder: Path) -> Path:

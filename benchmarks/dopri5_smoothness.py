@@ -8,7 +8,7 @@ and for both models reports, on the same seeded noise:
   1000-step RK4 solution, per sample as max |error| / (atol + rtol |z_ref|) (the error in
   units of the tolerance; mean, median, 99th percentile and max over samples);
 * W2 at 100 Euler steps against held-out moons over 3 evaluation seeds (mean ± std), beside
-  the W2 floor at the same n and the tie groups of :func:`rectflow.metrics.tie_groups`
+  the W2 floor at the same n and the tie groups of :func:`rectflow.core.metrics.tie_groups`
   (quality must not suffer).
 
 Models are cached in ``--out`` and reused when complete.
@@ -23,15 +23,16 @@ from pathlib import Path
 
 import torch
 
-from rectflow import checkpoint as ckpt
-from rectflow import stages
+from rectflow.records import checkpoint as ckpt
+from rectflow.stages import train as stages
 from rectflow.data import load_dataset
-from rectflow.evaluation import noise, reference_data
-from rectflow.metrics import metric_floor, summarize, tie_groups, w2
+from rectflow.core.seeding import noise
+from rectflow.analysis.evaluate import reference_data
+from rectflow.core.metrics import metric_floor, summarize, tie_groups, w2
 from rectflow.models.embedding import DEFAULT_TIME_SCALE, LEGACY_TIME_SCALE
-from rectflow.pairgen import CoupleConfig
-from rectflow.solvers import solve
-from rectflow.training import TrainConfig
+from rectflow.stages.couple import CoupleConfig
+from rectflow.core.solvers import solve
+from rectflow.training.loop import TrainConfig
 
 SETTINGS = {"legacy": {"time_scale": LEGACY_TIME_SCALE},
             "new": {"time_scale": DEFAULT_TIME_SCALE}}

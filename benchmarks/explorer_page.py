@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rectflow.explore import explore
+from rectflow.analysis.explore import explore
 
 
 def screenshot(page: Path, png: Path, view: str, size: str) -> None:

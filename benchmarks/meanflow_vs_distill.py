@@ -43,10 +43,10 @@ import argparse
 import json
 from pathlib import Path
 
-from rectflow import presets, stages
-from rectflow.checkpoint import Checkpoint
-from rectflow.comparison import compare, table
-from rectflow.report import markdown_table
+from rectflow.stages import presets, train as stages
+from rectflow.records.checkpoint import Checkpoint
+from rectflow.analysis.compare import compare, table
+from rectflow.analysis.figures import markdown_table
 
 
 def _done(folder: Path) -> bool:

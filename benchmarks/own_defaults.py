@@ -96,7 +96,7 @@ def run_rectflow(target: str, seed: int, work: Path) -> list[dict]:
 def _stream(target: str, seed: int):
     """(x0, x1) batches of N(0, I) and the target (model space: digits in [-1, 1]), the same
     draws for every library."""
-    from rectflow.couplings import IndependentPairs
+    from rectflow.training.pairs import IndependentPairs
     from rectflow.data import load_dataset
     pairs = IndependentPairs(load_dataset({"name": target}), seed)
     return lambda step: pairs.batch(step, budget(target)[1])
@@ -105,8 +105,8 @@ def _stream(target: str, seed: int):
 def _pairs(velocity, target: str, seed: int):
     """The budget's number of (x0, z1) pairs of a trained velocity field, from seeded noise."""
     import torch
-    from rectflow.evaluation import noise
-    from rectflow.solvers import solve
+    from rectflow.core.seeding import noise
+    from rectflow.core.solvers import solve
     _, _, n, (solver, k) = budget(target)
     x0 = noise(n, shape(target), seed, "bench-pairs")
     with torch.no_grad():
@@ -117,7 +117,7 @@ def _pairs(velocity, target: str, seed: int):
 
 def _paired(x0, z1, target: str, seed: int):
     import torch
-    from rectflow.seeding import generator
+    from rectflow.core.seeding import generator
     size = budget(target)[1]
 
     def batch(step):

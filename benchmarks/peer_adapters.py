@@ -18,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rectflow.couplings import IndependentPairs
+from rectflow.training.pairs import IndependentPairs
 from rectflow.data import Dataset
-from rectflow.path import TimeDist
-from rectflow.seeding import derive_seed, generator
-from rectflow.training import EMA
+from rectflow.core.path import TimeDist
+from rectflow.core.seeding import derive_seed, generator
+from rectflow.training.loop import EMA
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -82,7 +82,7 @@ def _import(module: str, names: list[str]):
 
 
 # ------------------------------------------------------------------------------- objectives
-OT_BLOCK = 256   # rectflow.couplings.OTPairs' default block
+OT_BLOCK = 256   # rectflow.training.pairs.OTPairs' default block
 
 
 def torchcfm_loss(net: torch.nn.Module, ot: bool) -> Loss:

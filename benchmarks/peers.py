@@ -12,7 +12,7 @@ One protocol for every method: source N(0, I); targets from ``rectflow.data.toy`
 network (rectflow's MLP: 3 hidden layers of 256, SiLU, sinusoidal time features), built from the
 same seeded initial weights; Adam at a constant learning rate, batch 2048, no clipping, EMA 0.999
 evaluated; the same number of steps per stage; the same (x0, x1, t) stream for the
-independent-coupling rows. rectflow rows go through its public API (``rectflow.stages``) in a
+independent-coupling rows. rectflow rows go through its public API (``rectflow.stages.train``) in a
 temporary folder; peer rows run the peer's own objective in a plain loop
 (``peer_adapters.fit_peer``). Every trained network is then scored by rectflow's solver and
 metrics on the same noise and the same fresh target points, so the numbers compare.
@@ -41,16 +41,19 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_adapters as pa  # noqa: E402  (a helper beside this script, not a package)
 
-from rectflow import checkpoint as ckpt, stages  # noqa: E402
+from rectflow.records import checkpoint as ckpt
+from rectflow.stages import train as stages  # noqa: E402
 from rectflow.data import load_dataset  # noqa: E402
-from rectflow.evaluation import noise, path_metrics, reference_data  # noqa: E402
-from rectflow.metrics import w2  # noqa: E402
+from rectflow.core.seeding import noise
+from rectflow.core.metrics import path_metrics
+from rectflow.analysis.evaluate import reference_data  # noqa: E402
+from rectflow.core.metrics import w2  # noqa: E402
 from rectflow.models import build_model, default_model_config  # noqa: E402
-from rectflow.pairgen import CoupleConfig  # noqa: E402
-from rectflow.path import TimeDist, interpolate, target_velocity  # noqa: E402
-from rectflow.seeding import derive_seed, generator  # noqa: E402
-from rectflow.solvers import solve  # noqa: E402
-from rectflow.training import TrainConfig  # noqa: E402
+from rectflow.stages.couple import CoupleConfig  # noqa: E402
+from rectflow.core.path import TimeDist, interpolate, target_velocity  # noqa: E402
+from rectflow.core.seeding import derive_seed, generator  # noqa: E402
+from rectflow.core.solvers import solve  # noqa: E402
+from rectflow.training.loop import TrainConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("moons", "8gaussians", "checkerboard")

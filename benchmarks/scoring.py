@@ -4,9 +4,9 @@ digits) at a few step counts, mean ± std over seeds, and the tie rule of ``rect
 On the 2-D targets every figure is an exact W2 (optimal assignment) between ``n`` samples and
 ``n`` fresh target points, in the data's own units, beside the floor: W2 between two
 independent draws of ``n`` target points. On digits it is the Fréchet distance in the features
-of rectflow's digits classifier (:mod:`rectflow.features`) between the samples and the 297
+of rectflow's digits classifier (:mod:`rectflow.analysis.features`) between the samples and the 297
 held-out images, beside its floor: FD between held-out and training images at the same n. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
-are ties (:func:`rectflow.metrics.tie_groups`)."""
+are ties (:func:`rectflow.core.metrics.tie_groups`)."""
 from __future__ import annotations
 
 import json
@@ -16,9 +16,10 @@ from typing import Callable
 import torch
 
 from rectflow.data import load_dataset
-from rectflow.evaluation import noise, reference_data
-from rectflow.metrics import Summary, metric_floor, summarize, tie_groups, w2
-from rectflow.solvers import solve
+from rectflow.core.seeding import noise
+from rectflow.analysis.evaluate import reference_data
+from rectflow.core.metrics import Summary, metric_floor, summarize, tie_groups, w2
+from rectflow.core.solvers import solve
 
 # (label, solver, steps): the columns of every quality table
 COLUMNS = (("@1", "euler", 1), ("@2", "euler", 2), ("@4", "euler", 4), ("@100 RK4", "rk4", 100))
@@ -35,7 +36,7 @@ def reference(target: str, n: int, seed: int) -> torch.Tensor:
 
 def floor(target: str, n: int, seed: int = 0) -> Summary:
     if target in IMAGES:
-        from rectflow.features import fd_floor
+        from rectflow.analysis.features import fd_floor
         return fd_floor(_digits()[0], _all("test"), _all("train"), DIGITS_N, seed, repeats=3)
     ds = load_dataset({"name": target}, "test")
     return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
@@ -61,7 +62,7 @@ def _digits():
     """rectflow's digits feature extractor (trained once, cached beside this script) and the
     held-out images' feature statistics."""
     if not _DIGITS:
-        from rectflow.features import Extractor, classifier
+        from rectflow.analysis.features import Extractor, classifier
         net, _ = classifier({"name": "digits"}, Path(__file__).resolve().parent / ".features")
         ex = Extractor(net.features)
         _DIGITS.extend([ex, ex.stats(_all("test"))])
@@ -69,7 +70,7 @@ def _digits():
 
 
 def _fd(x: torch.Tensor) -> float:
-    from rectflow.features import frechet_distance
+    from rectflow.analysis.features import frechet_distance
     ex, ref = _digits()
     return frechet_distance(ex.stats(x), ref)
 

@@ -1,7 +1,7 @@
 """Soak: couple 2,000,000 2-D pairs and watch memory and speed shard by shard.
 
 A tiny MLP flow is trained on the fly (a few hundred steps on moons), then
-``rectflow.stages.couple`` writes the pairs with a few Euler steps. On every ``shard`` event
+``rectflow.stages.train.couple`` writes the pairs with a few Euler steps. On every ``shard`` event
 the script prints the shard's throughput, the cumulative throughput, the current RSS and the
 peak RSS of the process so far. Streaming keeps memory flat: at the end it prints the ratio of
 the last shard's RSS to the first shard's (target: close to 1.0; a leak shows as growth with
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from rectflow import stages
+from rectflow.stages import train as stages
 from rectflow.data.pairs import PairsDataset
-from rectflow.pairgen import CoupleConfig
-from rectflow.training import TrainConfig
+from rectflow.stages.couple import CoupleConfig
+from rectflow.training.loop import TrainConfig
 
 
 def rss_mb() -> float:

@@ -18,11 +18,11 @@ import time
 import torch
 from rounds import alternate, spread
 
-from rectflow.couplings import make_source
+from rectflow.training.pairs import make_source
 from rectflow.data import load_dataset
 from rectflow.models import build_model, default_model_config
-from rectflow.path import interpolate
-from rectflow.training import TrainConfig, fit
+from rectflow.core.path import interpolate
+from rectflow.training.loop import TrainConfig, fit
 
 BATCH = 2048
 

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from rectflow import report, stages
-from rectflow.checkpoint import Checkpoint
+from rectflow.analysis import figures as report
+from rectflow.stages import train as stages
+from rectflow.records.checkpoint import Checkpoint
 from rectflow.data import load_dataset
-from rectflow.evaluation import evaluate_checkpoint, reference_data
+from rectflow.analysis.evaluate import evaluate_checkpoint, reference_data
 from rectflow.options import CoupleConfig, EvalConfig
-from rectflow.solvers import solve
-from rectflow.sources import initial_points
-from rectflow.transport import round_trip
+from rectflow.core.solvers import solve
+from rectflow.data.sources import initial_points
+from rectflow.stages.transport import round_trip
 
 SETUPS = {
     "moons": dict(source="8gaussians", data="moons", model={"hidden": 128, "depth": 3},

@@ -1,1 +1,1 @@
-"""The ``rectflow`` command line: thin typer commands over :mod:`rectflow.stages`."""
+"""The ``rectflow`` command line: thin typer commands over :mod:`rectflow.api`."""

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from rectflow.comparison import animate as make_gif
+from rectflow.analysis.compare import animate as make_gif
 
 from .progress import ProgressCallback
 

@@ -7,8 +7,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import comparison as cmp
-from rectflow.checkpoint import kind_of
+from rectflow.analysis import compare as cmp
+from rectflow.records.checkpoint import kind_of
 from rectflow.options import EvalConfig, for_kind
 
 from .eval import FeaturesDir, evaluation_options
@@ -51,7 +51,7 @@ def print_result(result: dict, out: Path) -> None:
         con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
                   "held-out accuracy")
     if result.get("conditional"):
-        from rectflow import conditional_report
+        from rectflow.analysis import conditional_figures as conditional_report
         c = result["conditional"]
         con.print(_rich(f"{result['data'].get('name')}: conditional, labels "
                         f"{c.get('labels')}; acc = {c.get('accuracy') or 'not measured'}",

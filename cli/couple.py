@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rectflow import stages
-from rectflow.checkpoint import kind_of
+from rectflow.stages import train as stages
+from rectflow.records.checkpoint import kind_of
 from rectflow.options import COUPLE, CoupleConfig, for_kind
 
 from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,

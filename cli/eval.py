@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.evaluation import evaluate_checkpoint
-from rectflow.checkpoint import kind_of
+from rectflow.analysis.evaluate import evaluate_checkpoint
+from rectflow.records.checkpoint import kind_of
 from rectflow.options import EVAL, EvalConfig, for_kind
 
 from .options import Ckpt, Threads, option_params, use_threads, with_options

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import explore as ex
+from rectflow.analysis import explore as ex
 
 
 def _choices(steps: str, adaptive: bool) -> list:

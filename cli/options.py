@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from rectflow.options import THREADS, Opt
-from rectflow.path import TimeDist
+from rectflow.core.path import TimeDist
 
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output that rectflow made (the new one is swapped in when it completes).")]
@@ -28,7 +28,7 @@ Threads = Annotated[Optional[int], typer.Option(help=THREADS.help, min=1, show_d
 def use_threads(n: Optional[int]) -> None:
     """Set the CPU thread policy for this command; its progress bar says so in one line when
     work starts (so a refused invocation still prints only its error)."""
-    from rectflow.threads import configure
+    from rectflow.machine.threads import configure
     configure(n)
 
 
@@ -111,7 +111,7 @@ def config_section(path: Optional[Path], section: str) -> dict:
     """The ``[section]`` table of a --config TOML file (empty when no file is given)."""
     if path is None:
         return {}
-    from rectflow.presets import read_toml
+    from rectflow.stages.presets import read_toml
     table = read_toml(path).get(section, {})
     if not isinstance(table, dict):
         raise typer.BadParameter(f"[{section}] must be a table", param_hint="--config")

@@ -5,7 +5,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-from rectflow.threads import take_note
+from rectflow.machine.threads import take_note
 
 console = Console(stderr=True)   # progress bars
 notes = Console()                # one-line notes (threads, batch chosen, resizes): stdout, so

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow import stages
+from rectflow.stages import train as stages
 from rectflow.options import STAGE_DEFAULTS, TRAIN
 
 from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, UseEma,

@@ -7,8 +7,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import pipeline
-from rectflow.presets import PRESETS
+from rectflow.stages import run as pipeline
+from rectflow.stages.presets import PRESETS
 
 from .compare import print_result
 from .options import Threads, use_threads

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rectflow import stages
+from rectflow.stages import train as stages
 from rectflow.options import SOLVERS
 
 from .options import Ckpt, Overwrite, UseEma

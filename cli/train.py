@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow import stages
+from rectflow.stages import train as stages
 from rectflow.data import DATASETS
 from rectflow.options import TRAIN
 

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rectflow import transport
+from rectflow.stages import transport
 from rectflow.options import SOLVERS
 
 from .options import Ckpt, Overwrite, UseEma

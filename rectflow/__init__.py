@@ -6,7 +6,7 @@ The public API (see :mod:`rectflow.api`)::
     flow = rectflow.train(data="moons", steps=2000)
     samples = flow.sample(1000, steps=1)
 
-The conventions (time direction, shapes, names) are documented in :mod:`rectflow.path`.
+The conventions (time direction, shapes, names) are documented in :mod:`rectflow.core.path`.
 Importing rectflow changes no global state and imports neither the CLI nor torch until an
 API function is used.
 """

@@ -22,8 +22,10 @@ from typing import Callable, Iterable
 
 import torch
 
-from . import stages
-from .checkpoint import Checkpoint, kind_of
+from .core.guidance import Guided, check_guidance
+from .stages import train as stages
+from .stages.sample import sample_labels
+from .records.checkpoint import Checkpoint, kind_of
 from .data import Normalization
 from .errors import UserError
 from .objectives.diffusion import ancestral_samples, check_sampler
@@ -78,17 +80,16 @@ class Flow:
         ``seed``, instead of the ODE. A conditional model samples ``classes`` (names, indices
         or "all", the default; ``n`` split evenly, in blocks of one class) under
         classifier-free guidance ``guidance``."""
-        from . import conditioning as cond
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        y, n = cond.sample_labels(self.card, classes, n)
-        cond.check_guidance(self.card, guidance)
+        y, n = sample_labels(self.card, classes, n)
+        check_guidance(self.card, guidance)
         if check_sampler(sampler) == "ancestral":
             if y is not None:
                 raise UserError("the ancestral sampler takes no classes; use sampler='ode'")
             sol = ancestral_samples(self.objective, self.model, self.shape, n, steps=steps,
                                     seed=seed, where=str(self.path))
         else:
-            v = self.objective.velocity(self.model) if y is None else cond.Guided(
+            v = self.objective.velocity(self.model) if y is None else Guided(
                 self.objective, self.model, len(self.card.classes), guidance).bind(y)
             sol = stages.sample_tensor(v, self.shape, n, steps=steps, solver=solver, seed=seed,
                                        source=self.card.source, **solver_kw)
@@ -171,7 +172,7 @@ def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
     path metrics of one model, as an :class:`~rectflow.records.EvalReport`."""
     cfg = for_kind(EvalConfig, "compare", kind_of(_path_of(flow)), options)
     model = flow.model if isinstance(flow, Flow) and flow.card.is_custom else None
-    from .evaluation import evaluate_checkpoint
+    from .analysis.evaluate import evaluate_checkpoint
     return evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=callback or log_progress,
                                model=model)
 
@@ -180,7 +181,7 @@ def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
             callback: Callback | None = None, **options) -> dict:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
-    from .comparison import compare as run_compare
+    from .analysis.compare import compare as run_compare
     flows = list(flows)
     cfg = for_kind(EvalConfig, "compare", kind_of(*map(_path_of, flows)), options)
     return run_compare([_path_of(f) for f in flows], out, cfg,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from .errors import OptionError, UserError
-from .path import TIME_DISTS, TimeDist
+from .core.path import TIME_DISTS, TimeDist
 
 BIG = 10**9
 
@@ -337,7 +337,7 @@ def kind_defaults(kind: str | None, section: str) -> dict:
     return dict(KIND_DEFAULTS.get(kind or "", {}).get(section, {}))
 
 
-# CPU threads of torch and BLAS for one command (rectflow.threads.configure); not a stage
+# CPU threads of torch and BLAS for one command (rectflow.machine.threads.configure); not a stage
 # option: it changes speed, not results, so it is not recorded with a run.
 THREADS = Opt("threads", int | None, None, "CPU threads of torch and BLAS (default: the "
               "machine's cores, or OMP_NUM_THREADS when set).", lo=1, hi=4096)

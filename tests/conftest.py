@@ -1,6 +1,11 @@
 import os
+import sys
 
 import pytest
+
+# Tests live in folders that mirror rectflow/ (core, data, training, stages, analysis, safety,
+# ...); the shared helpers (support.py, outputs_support.py) stay here, importable from each.
+sys.path.insert(0, os.path.dirname(__file__))
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

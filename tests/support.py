@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rectflow import stages
-from rectflow.checkpoint import load_tensors
-from rectflow.pairgen import CoupleConfig
-from rectflow.training import TrainConfig
+from rectflow.stages import train as stages
+from rectflow.io.files import load_tensors
+from rectflow.stages.couple import CoupleConfig
+from rectflow.training.loop import TrainConfig
 
 TINY_MODEL = {"hidden": 32, "depth": 2}
 

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from ..errors import DataError
-from ..seeding import generator
+from ..core.seeding import generator
 from .base import ArrayDataset, Dataset, Normalization
 from .classes import class_subset, parse_classes
 from .files import POINT_SUFFIXES, array_shape, is_image_array, load_point_cloud

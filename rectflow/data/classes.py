@@ -21,7 +21,7 @@ def parse_classes(data: str) -> tuple[str, list[int]] | None:
     if not sep or name not in LABELLED:
         if sep and name in ("mnist", "cifar10"):
             raise DataError(f"class subsets ({data!r}) are available for {', '.join(LABELLED)}; "
-                            f"{name} labels are not read yet")
+                            f"train a conditional {name} model instead")
         return None
     try:
         classes = sorted({int(c) for c in tail.split(",") if c.strip()})

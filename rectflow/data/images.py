@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_bytes
+from ..io.files import atomic_write_bytes
 from ..errors import DataError
 from .base import ArrayDataset, Normalization
 

@@ -22,8 +22,9 @@ import torch
 from safetensors.torch import load as load_bytes
 
 from ..errors import CheckpointError
-from ..records import PairsManifest, PairsPlan, sha256_file
-from ..seeding import generator
+from ..records import PairsManifest, PairsPlan
+from ..io.files import sha256_file
+from ..core.seeding import generator
 
 MANIFEST = PairsManifest.FILENAME
 PLAN = PairsPlan.FILENAME

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..records.files import is_temp
+from .files import is_temp
 from ..errors import OutputError
 from .lock import holds_lock
 from .remove import remove_made, remove_marked_folder

@@ -2,7 +2,7 @@
 
 :func:`remove_made` removes a file or folder only when its name says rectflow made it:
 
-* a temporary file of an atomic write (``.<name>.<hex>.tmp``, see :mod:`rectflow.records.files`);
+* a temporary file of an atomic write (``.<name>.<hex>.tmp``, see :mod:`rectflow.io.files`);
 * a resume snapshot or its temporary (``state/step-NNNNNNNN``, ``state/.tmp-step-NNNNNNNN``);
 * a staging or lock sibling of an output (``.<name>.rectflow-new|done|old|lock``);
 * anything inside a folder carrying rectflow's ``.rectflow`` marker.

@@ -132,12 +132,12 @@ def student_model(teacher, ema: bool, objective: str, module: nn.Module | None,
     teacher's (EMA) weights; for the meanflow objective and a built-in flow teacher, the same
     network with an interval input (``build(config)`` makes it with its seeded
     initialisation), so the student starts as one Euler step of the teacher from r.
-    ``teacher`` is a :class:`~rectflow.checkpoint.Checkpoint`."""
+    ``teacher`` is a :class:`~rectflow.records.checkpoint.Checkpoint`."""
     card = teacher.card
     if module is not None or objective != "meanflow" or card.model.get("interval") \
             or card.is_custom:
         return teacher.load_model(ema=ema, module=module), card.model
-    from ..records.files import load_tensors
+    from ..io.files import load_tensors
     config = interval_config(card.model)
     path = teacher.weights_path(ema)
     card.check_weights(path)

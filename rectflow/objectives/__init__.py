@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..errors import CheckpointError
-from ..path import TimeDist
+from ..core.path import TimeDist
 from .base import Objective, Velocity
 from .diffusion import Diffusion
 from .flow import FlowMatching

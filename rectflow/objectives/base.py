@@ -2,7 +2,7 @@
 becomes a velocity dx/dt for the solvers.
 
 Flow matching (rectified flow), the diffusion baseline and average-velocity (MeanFlow)
-training are objectives of the one training loop (:mod:`rectflow.training`). The loop hands an
+training are objectives of the one training loop (:mod:`rectflow.training.loop`). The loop hands an
 objective pairs ``x0`` (source, t = 0) and ``x1`` (data, t = 1), the times it drew with
 :meth:`Objective.sample_times` from an explicit generator, and conditioning keyword arguments
 (``y=`` labels); the objective returns one loss per sample. Every solver and metric then calls

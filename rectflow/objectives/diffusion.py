@@ -44,7 +44,7 @@ schedule (alpha >= 0.0066) eps is usable: 0.316 / 0.350. The default schedule is
 source as flow matching) and it spends fewer steps at near-pure noise than the linear one.
 
 Sampling: :meth:`Diffusion.velocity` gives the probability-flow ODE in rectflow's t for every
-solver of :mod:`rectflow.solvers`; :meth:`Diffusion.ancestral_sample` is DDPM's stochastic
+solver of :mod:`rectflow.core.solvers`; :meth:`Diffusion.ancestral_sample` is DDPM's stochastic
 sampler on a uniform grid of ``steps`` steps with the posterior variance.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ import math
 import torch
 
 from ..errors import UserError
-from ..seeding import generator
-from ..solvers import Solution
+from ..core.seeding import generator
+from ..core.solvers import Solution
 from .base import Objective, Velocity
 
 COSINE_OFFSET = 0.008
@@ -179,7 +179,7 @@ class Diffusion(Objective):
         """DDPM's stochastic sampler from the noise ``x0``, on ``steps`` uniform steps from
         t = eps to t = 1 - eps (``x0`` stands for x at t = eps). Each step draws x at the next
         time from the posterior q(x_next | x, x1_hat) (variance "beta tilde"); the last step
-        takes the posterior mean without noise. Returns a :class:`~rectflow.solvers.Solution`
+        takes the posterior mean without noise. Returns a :class:`~rectflow.core.solvers.Solution`
         (``nfe`` = ``steps``; with ``record`` the states on the grid, whose ends are reported as
         t = 0 and 1). Every draw uses ``generator`` (on the CPU, then
         moved to x0's device), so a seed fixes the samples on any device."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..path import TimeDist, interpolate, target_velocity
+from ..core.path import TimeDist, interpolate, target_velocity
 from .base import Objective
 
 

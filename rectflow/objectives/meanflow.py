@@ -66,8 +66,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UserError
-from ..path import TIME_DISTS, TimeDist, interpolate, target_velocity
-from ..solvers import Solution, uniform_grid
+from ..core.path import TIME_DISTS, TimeDist, interpolate, target_velocity
+from ..core.solvers import Solution, uniform_grid
 from .base import Objective, Velocity
 
 
@@ -154,7 +154,7 @@ class MeanFlow(Objective):
         return err / (err.detach() + self.eps).pow(self.power)
 
     def velocity(self, model: torch.nn.Module, **cond) -> Velocity:
-        """An interval velocity (see :mod:`rectflow.solvers`): ``v(x, t)`` is the
+        """An interval velocity (see :mod:`rectflow.core.solvers`): ``v(x, t)`` is the
         instantaneous velocity u(x, t, t), for every solver and metric, and ``v(x, t, t_end)``
         the average velocity over [t, t_end] from x at t, which fixed-grid Euler steps with:
         k Euler steps of it are the model's own k interval steps (:func:`sample_steps`)."""

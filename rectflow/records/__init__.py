@@ -11,10 +11,9 @@
 Every file carries ``format`` and ``version``; a newer version is refused with one line.
 """
 from .card import RunCard, versions
-from .files import (atomic_write_bytes, atomic_write_json, load_tensors, read_json,
-                    save_tensors, sha256_file)
+from ..io.files import (atomic_write_bytes, atomic_write_json, load_tensors, read_json, save_tensors, sha256_file)
 from .manifest import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name
-from .report import EvalReport
+from .eval_report import EvalReport
 from .run import Comparison, ResolvedRun, RunLog
 
 __all__ = ["RunCard", "PairsManifest", "PairsPlan", "Shard", "EvalReport", "Comparison",

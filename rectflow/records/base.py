@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from ..errors import CheckpointError
-from .files import atomic_write_json, read_json
+from ..io.files import atomic_write_json, read_json
 
 R = TypeVar("R", bound="Record")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from .base import Record
-from .files import tensor_metadata
+from ..io.files import tensor_metadata
 
 STAGES = ("train", "reflow", "distill")
 WEIGHTS = {"model": "model.safetensors", "ema": "ema.safetensors"}
@@ -110,3 +110,20 @@ class RunCard(Record):
     def kind(self) -> str:
         """What kind of data: '2d' (vectors) or 'image'."""
         return "image" if len(self.shape) == 3 else "vector"
+
+
+def describe_lineage(card) -> str:
+    """Where a model comes from, as it happened: 'distilled from round 2 pairs, initialised from
+    round 3 (reflow)'."""
+    p = card.parent or {}
+    obj = (card.objective or {}).get("name", "flow")
+    what = "" if obj == "flow" else f"{obj} "
+    if card.stage == "train":
+        return f"round 1: {what}trained from {card.coupling} pairs of source and data"
+    teacher = p.get("init_objective", "flow")
+    kind = p.get("init_stage", "?") + ("" if teacher == "flow" else f", {teacher}")
+    init = f"initialised from round {p.get('init_round', '?')} ({kind})"
+    pairs = f"round {p.get('pairs_round', card.round - (card.stage == 'reflow'))} pairs"
+    if card.stage == "distill":
+        return f"{card.distill_k}-step student distilled from {pairs}, {init}"
+    return f"round {card.round}: {what}reflow on {pairs}, {init}"

@@ -1,0 +1,299 @@
+"""Evaluating a velocity model: sample quality at several NFEs and the geometry of its paths.
+
+Everything is drawn from generators seeded by ``seed``, so two models evaluated with the same
+arguments see the same noise and the same reference data: that is what makes the rounds of a
+reflow run comparable number for number.
+
+One entry point, :func:`evaluate_checkpoint`, and one record, :class:`EvalReport`
+(``eval.json``): quality at each step count (with the NFE each took), optionally an adaptive
+dopri5 reference, path metrics with their OT reference, and for images a Fréchet distance on
+the features of a small classifier (and, given local Inception weights, the standard FID).
+Training stages run the same evaluation on a bounded budget (:func:`stage_report`).
+"""
+from __future__ import annotations
+
+from ..core.metrics import path_metrics
+from ..records.card import describe_lineage
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..records.checkpoint import Checkpoint
+from ..data import Dataset, load_dataset
+from ..errors import UserError
+from ..core.metrics import MMD_BANDWIDTHS, mmd, w2
+from ..options import EvalConfig
+from ..records import EvalReport
+from ..io.files import sha256_file
+from ..core.seeding import generator
+from .conditional import ACCURACY_NOTE, ConditionalEval
+from ..core.guidance import solve
+from ..data.sources import data_ot, initial_points
+
+METRIC_NOTES = {
+    "w2": "exact 2-Wasserstein distance between m samples and m held-out data points: the "
+          "optimal one-to-one assignment under squared Euclidean cost, square-rooted "
+          "(0 for identical sets; in pixel space for images, on a subsample)",
+    "mmd": "maximum mean discrepancy (biased, square-rooted) with the kernel "
+           "sum over s in {%s} of exp(-|x-y|^2 / (2 s^2 D)), D the data dimension"
+           % ", ".join(str(s) for s in MMD_BANDWIDTHS),
+    "fd": "Fréchet distance between Gaussians fitted to the penultimate-layer features of a "
+          "small classifier trained once per dataset (the FID recipe with a smaller network)",
+    "fid": "Fréchet distance on the 2048 pool features of Inception-v3 loaded from "
+           "--fid-weights (the standard FID when those are the usual FID weights)",
+    "straightness": "sum over steps of dt * mean |(z1 - z0) - v(z_t, t)|^2 on a fine Euler "
+                    "grid; 0 when every path is a straight line at constant speed",
+    "straightness_per_dim": "straightness divided by the data dimension",
+    "curvature": "spread along each path of the endpoint the flow predicts, "
+                 "z_t + (1 - t) v(z_t, t); 0 for straight paths",
+    "transport_cost": "mean |z1 - z0|^2 between each noise point and where the flow takes it",
+    "ot_cost": "the same cost for the optimal assignment of the same endpoints (exact, on a "
+               "subsample); transport_cost - ot_cost is how far the coupling is from optimal",
+    "accuracy": ACCURACY_NOTE,
+}
+
+
+def reference_data(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
+    """Held-out data to compare samples with: fresh draws for infinite targets, else up to
+    ``n`` points of the test split in a seeded order."""
+    g = generator(seed, "eval-reference")
+    if not dataset.finite:
+        return dataset.sample(n, g)
+    idx = torch.randperm(len(dataset), generator=g)[:n]
+    return dataset.take(idx)
+
+
+def quality(samples: torch.Tensor, reference: torch.Tensor) -> dict:
+    m = min(samples.shape[0], reference.shape[0])
+    return {"w2": w2(samples[:m], reference[:m]), "mmd": mmd(samples[:m], reference[:m])}
+
+
+# ------------------------------------------------------------------------- full evaluation
+def default_features_dir(ckpt_dir: str | Path) -> Path:
+    """Where the feature classifiers are cached: ``<checkpoints root>/.features``, the root
+    being the nearest enclosing folder named ``checkpoints``, else the checkpoint's parent
+    (for a run folder, the run itself)."""
+    path = Path(ckpt_dir).resolve()
+    for p in path.parents:
+        if p.name == "checkpoints":
+            return p / ".features"
+    return path.parent / ".features"
+
+
+class Scorer:
+    """Sample quality against one fixed reference set; the reference's statistics are computed
+    once, so every NFE and every checkpoint is scored against the same numbers."""
+
+    def __init__(self, spec: dict, dataset: Dataset, reference: torch.Tensor, cfg: EvalConfig,
+                 features_dir: Path, callback: Callable[[dict], None] | None = None):
+        self.reference, self.cfg = reference, cfg
+        self.is_image = bool(dataset.is_image)
+        self.info: dict = {"n_reference": int(reference.shape[0]),
+                           "metrics": {k: METRIC_NOTES[k] for k in self.metric_names(dataset, cfg)}}
+        self.extractors: dict = {}
+        if self.is_image:
+            from . import features
+            self.info["w2_subsample"] = min(cfg.image_w2_subsample, cfg.n, reference.shape[0])
+            net, finfo = features.classifier(spec, features_dir, callback)
+            if net is not None:
+                self.extractors["fd"] = features.Extractor(net.features)
+            self.info["classifier"] = finfo
+            if cfg.fid_weights:
+                self.extractors["fid"] = features.Extractor(features.inception(cfg.fid_weights))
+                self.info["fid_weights_sha256"] = sha256_file(cfg.fid_weights)
+            self.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
+
+    @staticmethod
+    def metric_names(dataset: Dataset, cfg: EvalConfig) -> list[str]:
+        if not dataset.is_image:
+            return ["w2", "mmd"]
+        from .features import FEATURE_SETS
+        return (["w2"] + (["fd"] if dataset.name in FEATURE_SETS else [])
+                + (["fid"] if cfg.fid_weights else []))
+
+    def __call__(self, samples: torch.Tensor) -> dict:
+        samples = samples.detach().float().cpu()
+        if not self.is_image:
+            return quality(samples, self.reference)
+        from .features import frechet_distance
+        m = self.info["w2_subsample"]
+        out = {"w2": w2(samples[:m], self.reference[:m])}
+        for k, e in self.extractors.items():
+            out[k] = frechet_distance(e.stats(samples), self.ref_stats[k])
+        return out
+
+    def key(self) -> dict:
+        """What besides the config decides the numbers: the classifier and Inception weights."""
+        c = self.info.get("classifier") or {}
+        return {"classifier_sha256": c.get("sha256"),
+                "fid_weights_sha256": self.info.get("fid_weights_sha256")}
+
+
+def _weights(ck: Checkpoint, use_ema: bool) -> Path:
+    return ck.weights_path(use_ema)
+
+
+def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, *,
+                        out: str | Path | None = None, features_dir: str | Path | None = None,
+                        reuse: bool = True, callback: Callable[[dict], None] | None = None,
+                        device: str | torch.device = "cpu",
+                        model: torch.nn.Module | None = None, overwrite: bool = False,
+                        own: bool = False) -> EvalReport:
+    """Evaluate one checkpoint and return its :class:`EvalReport`, written to ``out`` (a
+    ``.json`` file, or a folder to hold ``eval.json``) when given. A report already at ``out``
+    (or the model folder's own ``eval.json``) made from the same arguments and the same weights
+    (sha256) is returned as it is, with ``cached`` set."""
+    cfg = config or EvalConfig()
+    cfg.validate()
+    if cfg.fid_weights is not None and not Path(cfg.fid_weights).is_file():
+        raise UserError(f"fid_weights {cfg.fid_weights} does not exist")
+    ck = Checkpoint(ckpt_dir)
+    from ..io import check_fits
+    check_fits(6 * cfg.n * math.prod(ck.shape) * 4, f"evaluating n={cfg.n}")
+    target = None
+    if out is not None:
+        target = Path(out)
+        if target.suffix != ".json" and not target.is_file():
+            target = target / EvalReport.FILENAME
+        if target.is_dir():
+            raise UserError(f"output {target} is a folder")
+        if not own and ck.path.resolve() in target.resolve().parents:
+            raise UserError(f"output {target} lies inside the model folder {ck.path}, an input; "
+                            "write the report elsewhere")
+    emit = callback or (lambda e: None)
+    dataset = load_dataset(ck.card.data, "test")
+    if tuple(dataset.shape) != ck.shape:
+        raise UserError(f"{ck.path}: the model is for shape {list(ck.shape)} but its data now "
+                        f"has shape {list(dataset.shape)}")
+    fdir = Path(features_dir) if features_dir is not None else default_features_dir(ck.path)
+    ref = reference_data(dataset, cfg.n, cfg.seed)
+    scorer = Scorer(ck.card.data, dataset, ref, cfg, fdir, callback)
+    weights_sha = sha256_file(_weights(ck, cfg.use_ema))
+    args = {**cfg.to_json(), "data": ck.card.data, **scorer.key()}
+    if reuse:
+        for cand in (target, ck.path / EvalReport.FILENAME):
+            old = _cached(cand, args, weights_sha)
+            if old is not None:
+                old.cached = True
+                return old
+    if target is not None and (target.exists() or target.is_symlink()) and not overwrite:
+        raise UserError(f"{target} already exists (not a report of these arguments and "
+                        "weights); pass overwrite to replace it")
+
+    started = time.perf_counter()
+    cond = ConditionalEval(ck, cfg, fdir, device, model)   # labels and guidance
+    net = cond.velocity(cfg.seed, cfg.n)
+    distilled = ck.card.stage == "distill"
+    own_steps = int(ck.card.sample["steps"])
+    adaptive = cfg.adaptive and not distilled   # a k-step student has no ODE to refine
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    total = cfg.seeds * (len(cfg.steps) + 1) + int(adaptive) + 1
+    emit({"event": "start", "total": total, "label": f"evaluating {ck.path.name}"})
+    done = 0
+    runs: list[dict] = []
+    floors: list[dict] = []
+    for s in seeds:
+        sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
+                                                 reference_data(dataset, cfg.n, s), cfg, fdir)
+        x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
+        run, v = {}, cond.velocity(s, cfg.n)
+        for k in cfg.steps:
+            sol = solve(v, x0, method=cfg.solver, steps=k)
+            run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x), **cond.scores(sol.x, s)}
+            done += 1
+            emit({"event": "progress", "done": done, "info": f"seed {s}: {cfg.solver} {k} steps"})
+        runs.append(run)
+        floors.append(sc(floor_draw(ck.card.data, dataset, cfg.n, s)))
+        done += 1
+        emit({"event": "progress", "done": done, "info": f"seed {s}: noise floor"})
+    q = {k: _summarise([r[k] for r in runs]) for k in runs[0]}
+    x0 = initial_points(ck.card, cfg.n, cfg.seed, "eval-noise").to(device)
+    reference = None
+    if adaptive:
+        sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
+        reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
+                     "nfe": sol.nfe, "nfe_max": getattr(sol, "nfe_max", sol.nfe), **scorer(sol.x)}
+        done += 1
+        emit({"event": "progress", "done": done, "info": "dopri5 reference"})
+    # a distilled student's path is its own k-step Euler path, not a fine grid
+    grid = own_steps if distilled else cfg.path_steps
+    path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample)
+    path["grid"] = "the student's own steps" if distilled else "fine Euler grid"
+    path.update(data_ot(ck.card, x0, cfg.seed, cfg.ot_subsample))
+    emit({"event": "progress", "done": total, "info": "path metrics"})
+    report = EvalReport(
+        checkpoint=str(ck.path), stage=ck.card.stage, round=ck.card.round, args=args,
+        weights_sha256=weights_sha, n=cfg.n, n_reference=int(ref.shape[0]), seed=cfg.seed,
+        solver=cfg.solver, metrics=scorer.info["metrics"], quality=q, path=path,
+        reference=reference, image=scorer.is_image, classifier=scorer.info.get("classifier"),
+        floors=_summarise(floors), seeds=seeds, lineage=describe_lineage(ck.card),
+        conditional=cond.report(x0, scorer, q, path, grid),
+        seconds=time.perf_counter() - started)
+    if target is not None:
+        report.write(target)
+    return report
+
+
+def floor_draw(spec: dict, heldout: Dataset, n: int, seed: int) -> torch.Tensor:
+    """A second draw from the data, independent of the held-out reference, of the same size:
+    fresh draws for infinite targets, else the training split (for FD: held-out vs training
+    data). Its distance to the reference is the metric's noise floor at this n."""
+    if not heldout.finite:
+        return heldout.sample(n, generator(seed, "eval-floor"))
+    train = load_dataset(spec, "train")
+    idx = torch.randperm(len(train), generator=generator(seed, "eval-floor"))[:n]
+    return train.take(idx)
+
+
+def _summarise(runs: list[dict]) -> dict:
+    """Per key: the mean over seeds, and ``<key>_std`` (0 for one seed); counts stay as they
+    are."""
+    out: dict = {}
+    for key, v in runs[0].items():
+        if key in ("steps",) or not isinstance(v, (int, float)):
+            out[key] = v
+            continue
+        vals = torch.tensor([float(r[key]) for r in runs], dtype=torch.float64)
+        out[key] = float(vals.mean())
+        if key != "nfe":
+            out[f"{key}_std"] = float(vals.std()) if len(runs) > 1 else 0.0
+    return out
+
+
+def _cached(path: Path | None, args: dict, weights_sha: str) -> EvalReport | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        old = EvalReport.read(path)
+    except UserError:
+        return None
+    return old if old.matches(args, weights_sha) else None
+
+
+def stage_defaults(card) -> EvalConfig:
+    """The bounded evaluation a training stage runs when it finishes: Euler at 1, 2, 4, 8 and
+    the model's own step count, one seed, no adaptive reference (``rectflow eval`` adds it).
+    Images use the image recipe's smaller budget (``KIND_DEFAULTS["image"]["stage_eval"]``)
+    and skip a many-step solve, which is what made image evaluation slow."""
+    from ..options import kind_defaults
+    image = len(card.shape) == 3
+    own = int(card.sample["steps"])
+    base = {"steps": (1, 2, 4, 8), "n": 2000, "path_steps": 100}
+    base.update(kind_defaults("image" if image else "vector", "stage_eval"))
+    steps = set(base.pop("steps")) | ({own} if own <= 8 or not image else set())
+    return EvalConfig(steps=tuple(sorted(steps)), adaptive=False, seeds=1, **base)
+
+
+def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
+                 model: torch.nn.Module | None = None) -> EvalReport:
+    """Evaluate a finished model folder and store its ``eval.json`` (its own output)."""
+    ck = Checkpoint(out)
+    cfg = stage_defaults(ck.card)
+    if n is not None:
+        cfg = cfg.replace(n=n)
+    return evaluate_checkpoint(out, cfg, out=out / EvalReport.FILENAME, callback=callback,
+                               device=device, reuse=False, model=model, overwrite=True,
+                               own=True)

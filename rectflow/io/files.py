@@ -1,0 +1,124 @@
+"""Atomic, pickle-free file IO: the only place rectflow writes or parses its own files.
+
+Every file is written to a temporary name in its folder, fsynced and renamed into place, so a
+kill never leaves a half-written file under a final name. Temporary files are created with mode
+0o666 through ``os.open``, so the process umask applies without being read or changed (reading
+the umask means setting it, a process-wide side effect).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from ..errors import CheckpointError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def is_temp(p: Path) -> bool:
+    """A file :func:`atomic_write_bytes` had not yet renamed into place."""
+    return p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):   # some file systems cannot fsync a directory
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        from .remove import remove_made
+        remove_made(tmp, strict=False)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} should hold a JSON object")
+    return obj
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> str:
+    """Write tensors as safetensors atomically; returns the file's sha256."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a truncated file) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e})") from None
+
+
+def tensor_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header, without loading its tensors."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_npy(path, array: torch.Tensor) -> None:
+    """An array as ``.npy`` (never pickled), written atomically."""
+    import io
+
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array.detach().cpu().numpy()), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,1 @@
+"""training: the one loop and its pair sources."""

@@ -1,0 +1,57 @@
+"""The quality benchmarks of issue 19 (benchmarks/own_defaults.py, benchmarks/ablation.py)
+run end to end on tiny budgets and turn their rows into tables with floors and tie marks.
+They check the harness, not the figures."""
+import argparse
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import ablation
+    import own_defaults
+    import scoring
+    monkeypatch.setattr(own_defaults, "BUDGET", {"2d": (3, 64, 256, ("rk4", 2)),
+                                                 "image": (2, 8, 16, ("rk4", 1))})
+    monkeypatch.setattr(own_defaults, "N", 64)
+    monkeypatch.setattr(ablation, "STEPS", 3)
+    monkeypatch.setattr(ablation, "PAIRS", 256)
+    monkeypatch.setattr(ablation, "N", 64)
+    return own_defaults, ablation, scoring
+
+
+def test_own_defaults_rows_become_a_table_with_marks(bench, tmp_path):
+    own, _, scoring = bench
+    results = tmp_path / "own.jsonl"
+    for seed in (0, 1):
+        rows = own.run_rectflow("moons", seed, tmp_path / f"work{seed}")
+        assert [k for k, _ in rows] == ["rectflow rf1", "rectflow rf2", "rectflow distill"]
+        assert set(rows[0][1]) == {c[0] for c in scoring.COLUMNS} and set(rows[2][1]) == {"@1"}
+        for key, w in rows:
+            scoring.append(results, {"target": "moons", "seed": seed, "row": key, "w2": w})
+    text = own.table(argparse.Namespace(results=str(results)))
+    assert "## moons (floor " in text and "| rectflow | 1-RF |" in text
+    assert text.count("*") >= 4            # a best in every column
+    assert "| rectflow | 2-RF distilled, 1 step |" in text and "— |" in text
+    assert "8gaussians" not in text        # no rows, no section
+
+
+def test_a_single_seed_ranks_nothing(bench):
+    _, _, scoring = bench
+    from rectflow.core.metrics import Summary
+    one = {"a": Summary(1.0, 0.0, 1), "b": Summary(2.0, 0.0, 1)}
+    assert scoring.marks(one) == {"a": "", "b": ""}
+    two = {"a": Summary(1.0, 0.01, 3), "b": Summary(1.01, 0.01, 3), "c": Summary(2.0, 0.01, 3)}
+    assert scoring.marks(two) == {"a": "*", "b": "~", "c": ""}
+
+
+def test_ablation_rows_run_through_rectflow_train(bench, tmp_path):
+    _, ablation, _ = bench
+    row = ablation.rf1_job("moons", 0, "cosine lr", tmp_path)
+    assert row["row"] == "cosine lr" and set(row["w2"]) == {"@1", "@2", "@4", "@100 RK4"}
+    card = (tmp_path / "rf1" / "config.json").read_text()
+    assert '"lr_schedule": "cosine"' in card
