@@ -90,9 +90,10 @@ class Flow:
                                     seed=seed, where=str(self.path))
         else:
             v = self.objective.velocity(self.model) if y is None else Guided(
-                self.objective, self.model, len(self.card.classes), guidance).bind(y)
+                self.objective, self.model, len(self.card.classes), guidance)
             sol = stages.sample_tensor(v, self.shape, n, steps=steps, solver=solver, seed=seed,
-                                       source=self.card.source, **solver_kw)
+                                       source=self.card.source,
+                                       extras=None if y is None else {"y": y}, **solver_kw)
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
 

@@ -61,7 +61,7 @@ def per_class_paths(velocity, x0: torch.Tensor, y: torch.Tensor, steps: int,
     def observer(t, dt, z, v):
         for c, m in masks.items():
             stats[c].observer(t, dt, z[m], v[m])
-    sol = solve(velocity, x0, method="euler", steps=steps, observer=observer)
+    sol = solve(velocity, x0, method="euler", steps=steps, observer=observer, extras={"y": y})
     out = {}
     for c, m in masks.items():
         stats[c].finish(x0[m], sol.x[m])
@@ -93,12 +93,13 @@ class ConditionalEval:
         return torch.multinomial(self.prior, n, replacement=True,
                                  generator=generator(seed, "eval-labels"))
 
-    def velocity(self, seed: int, n: int, w: float | None = None):
+    def velocity(self, seed: int, n: int, w: float | None = None) -> tuple:
+        """The velocity to solve and its extras (the ``n`` labels of ``seed``)."""
         if not self.on:
-            return self.net
+            return self.net, {}
         guide = Guided(self.objective, self.model, len(self.card.classes),
                        self.lead if w is None else w)
-        return guide.bind(self.labels(seed, n))
+        return guide, {"y": self.labels(seed, n)}
 
     def scores(self, x: torch.Tensor, seed: int) -> dict:
         if not self.on or self.predict is None:
@@ -120,17 +121,17 @@ class ConditionalEval:
                "baked_guidance": (self.card.parent or {}).get("guidance")
                if self.distilled else None, "guidance": {}}
         for w in self.ws:
-            v = self.velocity(seed, x0.shape[0], w)
+            v, ex = self.velocity(seed, x0.shape[0], w)
             if w == self.lead:
                 q, p = quality, {k: path[k] for k in ("straightness", "straightness_per_dim",
                                                       "curvature", "transport_cost", "ot_cost")}
             else:
                 q = {}
                 for k in cfg.steps:
-                    sol = solve(v, x0, method=cfg.solver, steps=k)
+                    sol = solve(v, x0, method=cfg.solver, steps=k, extras=ex)
                     q[str(k)] = {"steps": k, "nfe": sol.nfe, **scorer(sol.x),
                                  **self.scores(sol.x, seed)}
-                full = path_metrics(v, x0, "euler", grid, cfg.ot_subsample)
+                full = path_metrics(v, x0, "euler", grid, cfg.ot_subsample, extras=ex)
                 p = {k: full[k] for k in ("straightness", "straightness_per_dim", "curvature",
                                           "transport_cost", "ot_cost")}
             p["per_class"] = per_class_paths(v, x0[:m], self.labels(seed, x0.shape[0])[:m],

@@ -90,7 +90,8 @@ def class_grids(paths: list[Path], labels: list[str], seed: int, path: Path) -> 
         c = len(ck.card.classes)
         y = torch.arange(c).repeat_interleave(PER_CLASS)
         x0 = noise(c * PER_CLASS, ck.shape, seed, "compare-class-grid")
-        v = Guided(ck.objective(), ck.load_model(), c).bind(y)
+        v = Guided(ck.objective(), ck.load_model(), c)
         with torch.no_grad():
-            cells.append((lab, {k: solve(v, x0, steps=k).x for k in GRID_STEPS}))
+            cells.append((lab, {k: solve(v, x0, steps=k, extras={"y": y}).x
+                                for k in GRID_STEPS}))
     return report.save_sample_grids(cells, path, nrow=PER_CLASS)

@@ -30,7 +30,7 @@ from ..records import EvalReport
 from ..io.files import sha256_file
 from ..core.seeding import generator
 from .conditional import ACCURACY_NOTE, ConditionalEval
-from ..core.guidance import solve
+from ..core.solvers import solve
 from ..data.sources import data_ot, initial_points
 
 METRIC_NOTES = {
@@ -185,7 +185,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
 
     started = time.perf_counter()
     cond = ConditionalEval(ck, cfg, fdir, device, model)   # labels and guidance
-    net = cond.velocity(cfg.seed, cfg.n)
+    net, extras = cond.velocity(cfg.seed, cfg.n)
     distilled = ck.card.stage == "distill"
     own_steps = int(ck.card.sample["steps"])
     adaptive = cfg.adaptive and not distilled   # a k-step student has no ODE to refine
@@ -199,9 +199,9 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
                                                  reference_data(dataset, cfg.n, s), cfg, fdir)
         x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
-        run, v = {}, cond.velocity(s, cfg.n)
+        run, (v, ex) = {}, cond.velocity(s, cfg.n)
         for k in cfg.steps:
-            sol = solve(v, x0, method=cfg.solver, steps=k)
+            sol = solve(v, x0, method=cfg.solver, steps=k, extras=ex)
             run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x), **cond.scores(sol.x, s)}
             done += 1
             emit({"event": "progress", "done": done, "info": f"seed {s}: {cfg.solver} {k} steps"})
@@ -213,14 +213,15 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     x0 = initial_points(ck.card, cfg.n, cfg.seed, "eval-noise").to(device)
     reference = None
     if adaptive:
-        sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol)
+        sol = solve(net, x0, method="dopri5", rtol=cfg.reference_rtol, atol=cfg.reference_atol,
+                    extras=extras)
         reference = {"solver": "dopri5", "rtol": cfg.reference_rtol, "atol": cfg.reference_atol,
                      "nfe": sol.nfe, "nfe_max": getattr(sol, "nfe_max", sol.nfe), **scorer(sol.x)}
         done += 1
         emit({"event": "progress", "done": done, "info": "dopri5 reference"})
     # a distilled student's path is its own k-step Euler path, not a fine grid
     grid = own_steps if distilled else cfg.path_steps
-    path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample)
+    path = path_metrics(net, x0, "euler", grid, cfg.ot_subsample, extras=extras)
     path["grid"] = "the student's own steps" if distilled else "fine Euler grid"
     path.update(data_ot(ck.card, x0, cfg.seed, cfg.ot_subsample))
     emit({"event": "progress", "done": total, "info": "path metrics"})

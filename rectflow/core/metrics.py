@@ -273,12 +273,14 @@ def tie_groups(results: dict[str, Summary], floor: Summary | float | None = None
 
 
 def path_metrics(velocity, x0: torch.Tensor, solver: str = "euler", steps: int = 100,
-                 ot_subsample: int = 2000, **solver_kw) -> dict:
+                 ot_subsample: int = 2000, extras: dict | None = None, **solver_kw) -> dict:
     """Straightness, curvature, transport cost and the exact OT cost of the flow, all on one
     set of endpoints: the first ``min(len(x0), ot_subsample)`` source points (``n_paths``)."""
     x0 = x0[:ot_subsample]
+    extras = {k: e[:ot_subsample] for k, e in (extras or {}).items()}
     stats = PathStats(math.prod(x0.shape[1:]))
-    sol = solve(velocity, x0, method=solver, steps=steps, observer=stats.observer, **solver_kw)
+    sol = solve(velocity, x0, method=solver, steps=steps, observer=stats.observer,
+                extras=extras, **solver_kw)
     stats.finish(x0, sol.x)
     out = stats.result()
     out["ot_cost"] = ot_cost(x0, sol.x)

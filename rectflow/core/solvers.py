@@ -13,6 +13,11 @@ k-step Euler solve is the model's own k interval steps ``z' = z + (t_end - t) u(
 (the observer gets that u). Every other method, and ``velocity(x, t)``, use the instantaneous
 velocity. :func:`chunked` keeps the attribute.
 
+Extras. Conditioning rides beside the state as per-row tensors: ``solve(v, x0,
+extras={"y": labels})`` calls ``v(x, t, y=labels_of_those_rows)``, so a guided or
+class-conditional velocity (:class:`rectflow.core.guidance.Guided`) is solved like any other.
+dopri5 passes each call the rows it still steps; :func:`chunked` pads extras with zeros.
+
 Methods: ``euler`` (order 1), ``heun`` (2), ``rk4`` (4) on any increasing time grid from 0 to 1,
 and ``dopri5``, adaptive Dormand-Prince 5(4) with ``rtol``/``atol``, which steps every sample
 with its own step size (rows sit at different times; a model gets t of shape [B]), so a
@@ -79,12 +84,14 @@ def chunked(velocity: Velocity, chunk: int) -> Velocity:
     def pad(a: torch.Tensor, n: int) -> torch.Tensor:
         return torch.cat([a, a.new_zeros((chunk - n, *a.shape[1:]))]) if n < chunk else a
 
-    def v(x: torch.Tensor, t: torch.Tensor, t_end: torch.Tensor | None = None) -> torch.Tensor:
+    def v(x: torch.Tensor, t: torch.Tensor, t_end: torch.Tensor | None = None,
+          **extras: torch.Tensor) -> torch.Tensor:
         outs = []
         for i in range(0, x.shape[0], chunk):
             n = x[i:i + chunk].shape[0]
             args = [pad(a[i:i + chunk], n) for a in (x, t, t_end) if a is not None]
-            outs.append(velocity(*args)[:n])
+            outs.append(velocity(*args, **{k: pad(e[i:i + chunk], n)
+                                           for k, e in extras.items()})[:n])
         return outs[0] if len(outs) == 1 else torch.cat(outs)
     v.interval = is_interval(velocity)
     return v
@@ -140,14 +147,14 @@ def _initial_step(z, k1, rtol, atol) -> torch.Tensor:
     return h.clamp(max=1.0)
 
 
-def _dopri5(velocity, z, rtol, atol, observer, record, max_nfe):
+def _dopri5(velocity, z, rtol, atol, observer, record, max_nfe, extras):
     """Each row (sample) takes its own steps: rows sit at different times t [B], a row's step
     is accepted or rejected by its own error, and finished rows are no longer evaluated. A
     row's path therefore does not depend on the other rows of the batch."""
     b, dev = z.shape[0], z.device
     t = torch.zeros(b, dtype=torch.float64, device=dev)
     nfe = torch.ones(b, dtype=torch.long, device=dev)
-    k1 = velocity(z, t.to(z.dtype)).clone()   # clone: a model may return a view
+    k1 = velocity(z, t.to(z.dtype), **extras).clone()   # clone: a model may return a view
     _check_finite(~torch.isfinite(k1.flatten(1)).all(1), t, "velocity at t = 0")
     z = z.clone()
     h = _initial_step(z, k1, rtol, atol)
@@ -157,12 +164,13 @@ def _dopri5(velocity, z, rtol, atol, observer, record, max_nfe):
     while not bool(done.all()):
         idx = (~done).nonzero().squeeze(1)
         z0, t0 = z[idx], t[idx]
+        ex = {k: e[idx] for k, e in extras.items()}
         hi = torch.minimum(h[idx], 1.0 - t0)
         hz = _col(hi, z0)
         ks = [k1[idx]]
         for i in range(1, 7):
             zi = z0 + hz * sum(a * k for a, k in zip(_A[i], ks) if a != 0)
-            ks.append(velocity(zi, (t0 + _C[i] * hi).to(z.dtype)))
+            ks.append(velocity(zi, (t0 + _C[i] * hi).to(z.dtype), **ex))
         nfe[idx] += 6
         z5 = zi  # stage 7 is evaluated at the 5th-order solution (FSAL)
         err = hz * sum((b5 - b4) * k for b5, b4, k in zip(_B5, _B4, ks))
@@ -234,7 +242,7 @@ def _check_args(method, steps, grid, rtol, atol, max_nfe) -> None:
 def solve(velocity: Velocity, x0: torch.Tensor, method: str = "euler", steps: int = 100,
           grid: list[float] | None = None, rtol: float = 1e-5, atol: float = 1e-5,
           observer: Observer | None = None, record: bool = False,
-          max_nfe: int = MAX_NFE) -> Solution:
+          max_nfe: int = MAX_NFE, extras: dict[str, torch.Tensor] | None = None) -> Solution:
     """Integrate dx/dt = velocity(x, t) from t=0 at ``x0`` to t=1.
 
     Fixed-step methods use ``grid`` if given (any strictly increasing list from 0 to 1), else
@@ -242,19 +250,23 @@ def solve(velocity: Velocity, x0: torch.Tensor, method: str = "euler", steps: in
     model's interval steps. ``dopri5`` ignores both and adapts each sample's steps to
     ``rtol``/``atol``; it stops with :class:`SolverError` on a non-finite state, a step size
     below the floor of the dtype, or more than ``max_nfe`` evaluations for one sample.
+    ``extras`` (per-row tensors, e.g. ``{"y": labels}``) go to every call of ``velocity``.
     """
     _check_args(method, steps, grid, rtol, atol, max_nfe)
+    extras = {k: e.to(x0.device) for k, e in (extras or {}).items()}
     if method == "dopri5":
         if not bool(torch.isfinite(x0).all()):
             raise SolverError("x0 has non-finite values (nan/inf)")
-        return _dopri5(velocity, x0, rtol, atol, observer, record, max_nfe)
+        return _dopri5(velocity, x0, rtol, atol, observer, record, max_nfe, extras)
     batch = x0.shape[0]
     interval = method == "euler" and is_interval(velocity)
 
     def f(x, t, t_end=None):
         def full(s):
             return torch.full((batch,), s, dtype=x.dtype, device=x.device)
-        return velocity(x, full(t)) if t_end is None else velocity(x, full(t), full(t_end))
+        if t_end is None:
+            return velocity(x, full(t), **extras)
+        return velocity(x, full(t), full(t_end), **extras)
 
     times = check_grid(grid) if grid is not None else uniform_grid(steps)
     z, nfe = x0, 0

@@ -30,8 +30,7 @@ from ..records import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name,
 from ..io.files import atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
 from ..io.files import is_temp
 from ..core.seeding import BLOCK, block_noise, blocks
-from ..core.guidance import Labelled, solve as cond_solve
-from ..core.solvers import chunked
+from ..core.solvers import chunked, solve
 from ..machine.accelerator import make_accelerator
 from ..io.remove import remove_made
 
@@ -64,10 +63,10 @@ def remove_stale_temps(out: Path) -> None:
             remove_made(p)
 
 
-def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
+def _solve_shard(velocity, extras: dict, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
                  stats: PathStats, progress: Callable[[int], None]) -> tuple[torch.Tensor, int]:
-    """z1 for the noise ``x0`` of the shard starting at index ``lo``; ``velocity_of(rows)``
-    is the velocity of the shard's rows ``rows`` (labelled rows for a conditional teacher).
+    """z1 for the noise ``x0`` of the shard starting at index ``lo``; ``extras`` (the
+    shard's labels for a conditional teacher) go beside the rows to the solver.
 
     Solve batches are whole eval chunks counted from the shard's start, so each row meets the
     model at the same position of the same chunk whatever ``--batch-size`` is; a batch size
@@ -78,12 +77,10 @@ def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, devi
     for a in range(0, x0.shape[0], rows):
         z0 = x0[a:a + rows].to(device)
         k = max(0, min(z0.shape[0], tracked - lo - a))   # rows whose path metrics are tracked
-        velocity = velocity_of(slice(a, a + rows))
-        if isinstance(velocity, Labelled) and cfg.solver == "dopri5":
-            k = 0   # solved class by class: no path metrics (see conditioning.solve)
         obs = (lambda t, dt, z, v: stats.observer(t, dt, z[:k], v[:k])) if k else None
-        sol = cond_solve(velocity, z0, method=cfg.solver, steps=cfg.steps, rtol=cfg.rtol,
-                         atol=cfg.atol, observer=obs)
+        sol = solve(velocity, z0, method=cfg.solver, steps=cfg.steps, rtol=cfg.rtol,
+                    atol=cfg.atol, observer=obs,
+                    extras={n: e[a:a + rows] for n, e in extras.items()})
         if k:
             stats.finish(z0[:k], sol.x[:k])
         nfe += sol.nfe * z0.shape[0]
@@ -108,7 +105,7 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
     out = Path(out)
     acc = accelerator or make_accelerator()
     labelled = isinstance(model, ConditionalTeacher)
-    velocity = None if labelled else chunked(model, cfg.eval_chunk)
+    velocity = chunked(model.guide if labelled else model, cfg.eval_chunk)
     n_shards = math.ceil(cfg.n / cfg.shard_size)
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]
@@ -131,9 +128,8 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         x0 = block_noise(lo, hi, shape, cfg.seed) if source is None else \
             source.block(lo, hi, cfg.seed, BLOCK)
         y = model.labels(lo, hi, cfg.seed) if labelled else None
-        x1, nfe = _solve_shard((lambda r: model.velocity(y[r], cfg.eval_chunk)) if labelled
-                               else (lambda r: velocity), cfg, x0, lo, acc.device, stats,
-                               progress)
+        x1, nfe = _solve_shard(velocity, {"y": y} if labelled else {}, cfg, x0, lo, acc.device,
+                               stats, progress)
         sha = save_tensors(out / shard_name(s), {
             "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64),
             **({"y": y} if labelled else {})})
@@ -204,8 +200,8 @@ def check_plan(out: Path, plan: PairsPlan) -> str:
 
 
 class ConditionalTeacher:
-    """What :func:`rectflow.stages.couple.write_pairs` needs of a conditional teacher: the label of
-    every pair index and the guided velocity on labelled rows."""
+    """What :func:`write_pairs` needs of a conditional teacher: the label of every pair index
+    (:meth:`labels`) and the guided velocity (``guide``), which takes them as ``y``."""
 
     def __init__(self, guide: Guided, class_prior: torch.Tensor, classes: list[str]):
         self.guide, self.prior, self.classes = guide, class_prior, classes
@@ -214,9 +210,6 @@ class ConditionalTeacher:
         """Labels of indices [start, stop): each noise block's from its own generator."""
         return blocks(start, stop, seed, "labels",
                       lambda n, g: torch.multinomial(self.prior, n, replacement=True, generator=g))
-
-    def velocity(self, y: torch.Tensor, chunk: int) -> Labelled:
-        return self.guide.bind(y, chunk)
 
 
 def couple_teacher(checkpoint, cfg, device, module=None):

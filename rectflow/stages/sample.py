@@ -19,7 +19,8 @@ from ..data.sources import Source
 from ..io.stage import writable_file
 from ..options import COUPLE, table_of
 from ..analysis.figures import save_samples_picture
-from ..core.guidance import sample_velocity, solve
+from ..core.guidance import sample_velocity
+from ..core.solvers import solve
 from ..io.files import write_npy
 
 
@@ -29,13 +30,14 @@ MAX_SAMPLE_BYTES_FRACTION = 0.5
 def sample_tensor(velocity, shape: tuple[int, ...], n: int, *, steps: int,
                   solver: str = "euler", seed: int = 0, rtol: float = 1e-5,
                   atol: float = 1e-5, device: str | torch.device = "cpu",
-                  source: dict | None = None):
+                  source: dict | None = None, extras: dict | None = None):
     """``n`` samples in model space and the solver's Solution (for its NFE); from the run
     card's ``source`` (training split) when it has one, else from noise."""
     x0 = (noise(n, shape, seed, "sample-noise") if source is None else
           Source(source, shape).draw(n, generator(seed, "sample-noise"))).to(device)
     with torch.no_grad():
-        return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol)
+        return solve(velocity, x0, method=solver, steps=steps, rtol=rtol, atol=atol,
+                     extras=extras)
 
 
 def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
@@ -80,7 +82,8 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     else:
         sol = sample_tensor(sample_velocity(ck, y, guidance, ema=use_ema, module=model),
                             ck.shape, n, steps=steps, solver=solver, seed=seed, rtol=rtol,
-                            atol=atol, source=ck.card.source)
+                            atol=atol, source=ck.card.source,
+                            extras=None if y is None else {"y": y})
     is_image = len(ck.shape) == 3
     x = sol.x.clamp(-1, 1) if is_image else sol.x
     norm = Normalization(**(ck.card.normalization or {}))

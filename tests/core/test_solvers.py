@@ -128,3 +128,20 @@ def test_bad_arguments():
         solve(linear, x0(), grid=[0.0, 0.6, 0.5, 1.0])
     with pytest.raises(ValueError, match="steps"):
         solve(linear, x0(), steps=0)
+
+
+def test_extras_reach_the_velocity_row_by_row_for_every_method():
+    """Labels ride beside the state: each row gets its own, also when dopri5 steps only some
+    rows and when chunked pads the last chunk; the result equals a solve of each class alone."""
+    def v(x, t, y):
+        assert y.shape[0] == x.shape[0]
+        return (y.to(x.dtype) + 1)[:, None] * torch.cos(3 * t)[:, None] * x
+
+    x0 = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 2, 1, 0, 2, 2, 1, 0, 0, 1])
+    for method in METHODS:
+        joint = solve(chunked(v, 4), x0, method=method, steps=8, extras={"y": y}).x
+        for c in range(3):
+            m = y == c
+            alone = solve(v, x0[m], method=method, steps=8, extras={"y": y[m]}).x
+            assert torch.allclose(joint[m], alone, atol=1e-6), method

@@ -74,8 +74,8 @@ def test_permuted_labels_give_permuted_samples(teacher):
     perm = torch.tensor([3, 7, 0, 5, 1, 2, 4, 6])   # no class maps to itself
     x0 = noise(len(y), (2,), 0)
     with torch.no_grad():
-        a = solve(g.bind(y), x0, steps=20).x
-        b = solve(g.bind(perm[y]), x0, steps=20).x
+        a = solve(g, x0, steps=20, extras={"y": y}).x
+        b = solve(g, x0, steps=20, extras={"y": perm[y]}).x
     assert (_nearest(a) == y).float().mean() > 0.9
     assert (_nearest(b) == perm[y]).float().mean() > 0.9
     for c in range(8):
@@ -89,14 +89,14 @@ def test_guidance_zero_is_the_unconditional_path_exactly(teacher):
     y = torch.arange(8).repeat(40)
     x0 = noise(len(y), (2,), 1)
     with torch.no_grad():
-        guided = solve(g0.bind(y), x0, steps=10).x
-        shuffled = solve(g0.bind(y.flip(0)), x0, steps=10).x
+        guided = solve(g0, x0, steps=10, extras={"y": y}).x
+        shuffled = solve(g0, x0, steps=10, extras={"y": y.flip(0)}).x
         null = solve(obj.velocity(model, y=torch.full_like(y, 8)), x0, steps=10).x
         none = solve(lambda x, t: model(x, t), x0, steps=10).x
     assert torch.equal(guided, null) and torch.equal(guided, none)
     assert torch.equal(guided, shuffled)   # labels have no effect at w = 0
     with torch.no_grad():   # while at w = 1 they do
-        assert not torch.equal(solve(_guided(teacher, 1.0).bind(y), x0, steps=10).x, guided)
+        assert not torch.equal(solve(_guided(teacher, 1.0), x0, steps=10, extras={"y": y}).x, guided)
 
 
 def test_labels_survive_a_round_trip_through_pairs(teacher, work):
