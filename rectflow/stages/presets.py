@@ -27,8 +27,8 @@ SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
        "with_diffusion": bool, "with_meanflow": bool}
 
-# CPU presets are sized for an idle 2-core machine (README: moons under 3 minutes and digits
-# under 30 minutes of wall time; much longer when other jobs share the cores); GPU presets are
+# CPU presets are sized for an idle 2-core machine (docs/pipeline.md, docs/images.md: moons under
+# 3 minutes and digits under 30 minutes of wall time; much longer when other jobs share the cores); GPU presets are
 # starting points for `accelerate launch` and need --data-root. The 2-D pairs use RK4 with 16
 # steps: a 1-RF's paths are smooth in t, and its pairs move by less than the W2 floor.
 _TOY_2D = {"train": {"steps": 1500}, "couple": {"n": 50_000, "steps": 16},
