@@ -322,6 +322,12 @@ KIND_DEFAULTS: dict[str, dict[str, dict]] = {
 }
 DATA_KINDS = tuple(KIND_DEFAULTS)
 
+
+def data_kind(shape) -> str:
+    """The kind of data of one sample's ``shape``: ``image`` ([C, H, W]) or ``vector``; the
+    one definition, a key of :data:`KIND_DEFAULTS`."""
+    return "image" if len(shape) == 3 else "vector"
+
 # Defaults per kind of data, objective and stage, above the kind's: a flow-matching 1-RF on
 # vectors trains with lr 3e-3 and logit-normal t, the best recipe at every step count in
 # benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps). Diffusion and

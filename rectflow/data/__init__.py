@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from ..errors import DataError
+from ..options import data_kind  # noqa: F401 - the kind of a dataset's shape
 from ..core.seeding import generator
 from .base import ArrayDataset, Dataset, Normalization
 from .classes import class_subset, parse_classes
@@ -26,7 +27,7 @@ from .toy import TOY, ToyDataset
 IMAGE_SETS = ("digits", "mnist", "cifar10", "imagefolder")
 DATASETS = tuple(TOY) + IMAGE_SETS
 
-__all__ = ["ArrayDataset", "Dataset", "Normalization", "DATASETS", "data_kind", "data_spec",
+__all__ = ["ArrayDataset", "Dataset", "Normalization", "DATASETS", "data_kind", "data_spec", "kind_of_data",
            "load_dataset"]
 
 
@@ -101,9 +102,14 @@ def _resized(what: str, res: int, ch: int, resolution: int | None, channels: int
     return out
 
 
-def data_kind(shape) -> str:
-    """The kind of data a shape is (a key of rectflow.options.KIND_DEFAULTS)."""
-    return "image" if len(shape) == 3 else "vector"
+def kind_of_data(data: str | None) -> str:
+    """``image`` or ``vector``: the kind of data a ``--data`` value names, without reading it
+    all (an array file's shape is read from its header)."""
+    if data is None or data in IMAGE_SETS or Path(data).is_dir():
+        return "image" if data is not None else "vector"
+    if Path(data).suffix.lower() in POINT_SUFFIXES and Path(data).is_file():
+        return "image" if is_image_array(array_shape(data)) else "vector"
+    return "vector"
 
 
 HELDOUT = 0.1

@@ -9,6 +9,8 @@ package when the field is missing).
 """
 from __future__ import annotations
 
+from ..options import data_kind
+
 import json
 import platform
 from dataclasses import dataclass, field
@@ -108,8 +110,8 @@ class RunCard(Record):
 
     @property
     def kind(self) -> str:
-        """What kind of data: '2d' (vectors) or 'image'."""
-        return "image" if len(self.shape) == 3 else "vector"
+        """What kind of data: 'vector' or 'image' (:func:`rectflow.options.data_kind`)."""
+        return data_kind(self.shape)
 
 
 def describe_lineage(card) -> str:

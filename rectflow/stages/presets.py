@@ -16,6 +16,8 @@ model overrides (``hidden``, ``depth``, ``width``...). ``time_dist`` is a name
 """
 from __future__ import annotations
 
+from ..data import kind_of_data
+
 import copy
 from pathlib import Path
 
@@ -88,18 +90,6 @@ PRESETS: dict[str, dict] = {
                 "compare": {"n": 10_000, "image_w2_subsample": 1000,
                             "reference_rtol": 1e-3, "reference_atol": 1e-3}},
 }
-
-
-def data_kind_of(data: str | None) -> str:
-    """``image`` or ``vector``: the kind of data a ``data`` value names, without reading it
-    all (an array file's shape is read from its header)."""
-    from ..data import IMAGE_SETS
-    from ..data.files import POINT_SUFFIXES, array_shape, is_image_array
-    if data is None or data in IMAGE_SETS or Path(data).is_dir():
-        return "image" if data is not None else "vector"
-    if Path(data).suffix.lower() in POINT_SUFFIXES and Path(data).is_file():
-        return "image" if is_image_array(array_shape(data)) else "vector"
-    return "vector"
 
 
 def _defaults(distill_k: int = 1, kind: str = "vector") -> dict:
@@ -195,7 +185,7 @@ def resolve(name: str, config_file: str | Path | None = None,
         k = layer.get("distill", {}).get("k", k)
         data = layer.get("data", data)
     resolved = _defaults(k if isinstance(k, int) and not isinstance(k, bool) else 1,
-                         data_kind_of(data if isinstance(data, str) else None))
+                         kind_of_data(data if isinstance(data, str) else None))
     for layer, source in layers:
         _apply(resolved, layer, source)
     resolved["preset"] = name
