@@ -24,9 +24,10 @@ from .errors import PlanMismatch, UserError
 from .io import graceful_interrupts
 from .metrics import PathStats, ot_cost
 from .options import CoupleConfig
-from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
-                      read_json, save_tensors, sha256_file, shard_name, sidecar_name, versions)
+from .records import (PairsManifest, PairsPlan, Shard, load_tensors, save_tensors,
+                      sha256_file, shard_name, sidecar_name, versions)
 from .records.files import is_temp
+from .records.snapshot import ShardSidecar
 from .seeding import generator
 from .conditioning import ConditionalTeacher, Labelled, solve as cond_solve
 from .solvers import chunked
@@ -61,10 +62,10 @@ def _shard_done(out: Path, s: int) -> dict | None:
     side = out / sidecar_name(s)
     if not side.is_file() or not (out / shard_name(s)).is_file():
         return None
-    info = read_json(side)   # a shard's sidecar: plain bookkeeping beside the shard
-    if sha256_file(out / shard_name(s)) != info.get("sha256"):
-        return None   # torn or altered: regenerate it
-    return info
+    info = ShardSidecar.read(side)   # a shard's sidecar: bookkeeping beside the shard
+    if info.file != shard_name(s) or sha256_file(out / shard_name(s)) != info.sha256:
+        return None   # torn, altered or another shard's: regenerate it
+    return info.to_json()
 
 
 def remove_stale_temps(out: Path) -> None:
@@ -147,10 +148,9 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         sha = save_tensors(out / shard_name(s), {
             "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64),
             **({"y": y} if labelled else {})})
-        atomic_write_json(out / sidecar_name(s), {
-            "file": shard_name(s), "start": lo, "count": hi - lo, "sha256": sha,
-            "nfe": nfe, "stats": stats.state(), "process": acc.process_index,
-            "seconds": time.perf_counter() - t0})
+        ShardSidecar(file=shard_name(s), start=lo, count=hi - lo, sha256=sha, nfe=nfe,
+                     stats=stats.state(), process=acc.process_index,
+                     seconds=time.perf_counter() - t0).write(out / sidecar_name(s))
         emit({"event": "shard", "shard": s})
 
     with graceful_interrupts() as stop:   # Ctrl-C/SIGTERM: stop between shards, keep them
