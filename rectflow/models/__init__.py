@@ -81,6 +81,23 @@ def check_model_config(config: dict) -> None:
                                       "whole numbers")
 
 
+def check_overrides(overrides: dict) -> None:
+    """Refuse model overrides (``[model]`` of a run config, ``model=`` of a stage) with an
+    unknown key or an out-of-bounds value, before any data is read or anything written."""
+    import inspect
+    from .unet import UNet
+    known = {"type"} | {p for cls in (MLP, UNet)
+                        for p in inspect.signature(cls.__init__).parameters if p != "self"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise CheckpointError(f"unknown model setting(s) {', '.join(map(repr, unknown))} "
+                              f"(known: {', '.join(sorted(known))})")
+    if overrides.get("type", "mlp") not in MODEL_TYPES:
+        raise CheckpointError(f"unknown model type {overrides['type']!r}; known: "
+                              f"{', '.join(MODEL_TYPES)}")
+    check_model_config({k: v for k, v in overrides.items() if k != "type"})
+
+
 def plan_model(config: dict) -> nn.Module:
     """The network ``config`` describes, built on the meta device: its parameters' names
     and shapes without their memory. Sizes are checked first (:func:`check_model_config`),
