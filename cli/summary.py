@@ -2,12 +2,13 @@
 eval, and the path-metrics table of couple."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from rectflow.records import EvalReport
 
-console = Console()
+from .progress import plain_console
+
+console = plain_console()
 
 
 def path_table(title: str, path: dict) -> Table:
