@@ -13,6 +13,7 @@ from rectflow.options import EvalConfig, for_kind
 from .eval import FeaturesDir, evaluation_options
 from .options import Overwrite, Threads, use_threads
 from .progress import ProgressCallback, plain_console
+from .summary import num
 
 
 def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
@@ -20,7 +21,7 @@ def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
     for i, h in enumerate(headers):
         t.add_column(h, justify="left" if i == 0 else "right")
     for row in rows:
-        t.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+        t.add_row(*("-" if v is None else num(v, ".3g") if isinstance(v, float) else str(v)
                     for v in row))
     t.caption = None
     return t

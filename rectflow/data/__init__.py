@@ -167,6 +167,11 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
     if spec.get("classes"):
         ds = class_subset(ds, spec, split)
     frac = spec.get("heldout")
+    if frac and len(ds) < 2:   # one to train on and one held out, or every metric is NaN
+        what = spec.get("root") or spec.get("path") or name
+        raise DataError(f"{what} holds {len(ds)} sample{'s' * (len(ds) != 1)}"
+                        f"{' of the chosen classes' if spec.get('classes') else ''}; rectflow "
+                        "needs at least 2 (one is held out for evaluation)")
     return heldout_split(ds, float(frac), split) if frac else ds
 
 
