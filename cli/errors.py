@@ -85,6 +85,9 @@ def run(command, argv: list[str] | None) -> int:
                 "")
     try:
         with os_errors(f"rectflow {name}".strip()):   # disk full, read-only, out of memory...
+            if name and name not in ("--help", "--version"):
+                from rectflow.threads import default_threads
+                default_threads()   # an absurd OMP_NUM_THREADS: one line, whatever the command
             rv = command.main(args=argv, prog_name="rectflow", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except _USAGE as e:

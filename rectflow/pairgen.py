@@ -124,6 +124,7 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]
     emit = callback if (callback is not None and acc.is_main_process) else (lambda e: None)
+    finished = {s for s in mine if _shard_done(out, s) is not None}   # sidecars read first
     emit({"event": "start", "total": cfg.n, "shards": n_shards})
     done = 0
 
@@ -134,7 +135,7 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
 
     def one_shard(s: int) -> None:
         lo, hi = s * cfg.shard_size, min((s + 1) * cfg.shard_size, cfg.n)
-        if _shard_done(out, s) is not None:
+        if s in finished:
             progress(hi - lo)
             return
         t0 = time.perf_counter()
@@ -210,4 +211,8 @@ def check_plan(out: Path, plan: PairsPlan) -> str:
     diff = PairsPlan.read(out).differences(plan)
     if diff:
         raise PlanMismatch(out, [_PLAN_NAMES.get(k, k) for k in diff])
-    return "complete" if PairsManifest.path_in(out).is_file() else "resume"
+    if PairsManifest.path_in(out).is_file():
+        return "complete"
+    for side in sorted(out.glob("pairs-*.json")):   # every sidecar read before anything is written
+        ShardSidecar.read(side)
+    return "resume"
