@@ -54,7 +54,7 @@ SIZE_MAX = {"dim": 1 << 20, "hidden": 1 << 14, "depth": 256, "time_embed": 1 << 
             "channels": 4, "resolution": 1024, "width": 1024, "num_res_blocks": 16,
             "num_classes": 100_000}
 MAX_PARAMETERS = 2_000_000_000
-FLOAT_KEYS = ("time_scale", "max_period", "dropout")
+FLOAT_KEYS = ("dropout",)   # time_scale and max_period: checked by the time embedding
 LIST_KEYS = ("mults", "attn_resolutions")
 
 
