@@ -4,11 +4,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from rectflow.analysis.compare import animate as make_gif
 
-from .progress import ProgressCallback
+from .progress import ProgressCallback, plain_console
 
 
 def animate(
@@ -25,4 +24,4 @@ def animate(
     with ProgressCallback("animate", "frame") as cb:
         path = make_gif(ckpt, out, n=n, seed=seed, steps=steps, frames=frames, fps=fps,
                         callback=cb, overwrite=overwrite)
-    Console().print(f"wrote {path} ({frames} frames, {len(ckpt)} input folder(s))")
+    plain_console().print(f"wrote {path} ({frames} frames, {len(ckpt)} input folder(s))")

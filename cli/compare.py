@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rectflow.analysis import compare as cmp
@@ -12,8 +11,9 @@ from rectflow.records.checkpoint import kind_of
 from rectflow.options import EvalConfig, for_kind
 
 from .eval import FeaturesDir, evaluation_options
-from .options import Threads, use_threads
-from .progress import ProgressCallback
+from .options import Overwrite, Threads, use_threads
+from .progress import ProgressCallback, plain_console
+from .summary import num
 
 
 def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
@@ -21,7 +21,7 @@ def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
     for i, h in enumerate(headers):
         t.add_column(h, justify="left" if i == 0 else "right")
     for row in rows:
-        t.add_row(*("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+        t.add_row(*("-" if v is None else num(v, ".3g") if isinstance(v, float) else str(v)
                     for v in row))
     t.caption = None
     return t
@@ -44,7 +44,7 @@ def compare_tables(result: dict) -> list[Table]:
 
 
 def print_result(result: dict, out: Path) -> None:
-    con = Console()
+    con = plain_console()
     for t in compare_tables(result):
         con.print(t)
     if result.get("classifier") and "test_accuracy" in result["classifier"]:
@@ -68,16 +68,29 @@ def print_result(result: dict, out: Path) -> None:
 def compare(
     options: dict,
     ckpt: Annotated[list[Path], typer.Option("--ckpt", help="Model folder; repeat for each, or give one run folder from `rectflow run`.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: compare/ inside a run folder, else ./compare; compare-2, -3... when that exists).")] = None,
     features_dir: FeaturesDir = None,
+    overwrite: Overwrite = False,
     threads: Threads = None,
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
     use_threads(threads)
     cfg = for_kind(EvalConfig, "compare", kind_of(*ckpt), options)
     if out is None:
-        single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()
-        out = ckpt[0] / "compare" if single else Path("compare")
+        out = default_out(ckpt, overwrite)
     with ProgressCallback("compare", "part") as cb:
-        result = cmp.compare(ckpt, out, cfg, features_dir=features_dir, callback=cb)
+        result = cmp.compare(ckpt, out, cfg, features_dir=features_dir, callback=cb,
+                             overwrite=overwrite)
     print_result(result, out)
+
+
+def default_out(ckpt: list[Path], overwrite: bool) -> Path:
+    """compare/ inside a run folder (else ./compare); when that exists (a finished `rectflow
+    run` holds its own compare/) and --overwrite is not given, the first free compare-N beside
+    it, so the command works as written and nothing is replaced."""
+    single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()
+    base = ckpt[0] / "compare" if single else Path("compare")
+    if overwrite or not base.exists():
+        return base
+    return next(p for i in range(2, 10**6)
+                if not (p := base.with_name(f"{base.name}-{i}")).exists())

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from rectflow.stages import train as stages
 from rectflow.records.checkpoint import kind_of
@@ -12,7 +11,7 @@ from rectflow.options import COUPLE, CoupleConfig, for_kind
 
 from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,
                       use_threads, with_options)
-from .progress import ProgressCallback
+from .progress import ProgressCallback, plain_console
 from .summary import path_table
 
 
@@ -39,7 +38,7 @@ def couple(
             bar(event)
         manifest = stages.couple(ckpt, out, cfg, overwrite=overwrite, callback=callback)
     if manifest is not None:   # main process only
-        con = Console()
+        con = plain_console()
         state = "already complete, nothing written" if complete else "written"
         con.print(f"{out}: {manifest.n} pairs in {len(manifest.shards)} shards ({state}), "
                   f"{manifest.nfe:g} NFE per pair ({manifest.solver['method']})")

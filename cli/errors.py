@@ -24,6 +24,12 @@ try:  # typer >= 0.26 vendors its own copy of click
 except ImportError:  # older typer: plain click
     _USAGE, _CLICK, _ABORT = (click.UsageError,), (click.ClickException,), (click.exceptions.Abort,)
 
+try:
+    from safetensors import SafetensorError
+    _SAFETENSORS: tuple = (SafetensorError,)
+except ImportError:
+    _SAFETENSORS = ()
+
 # library words (Python terms) -> the flags that set them
 _FLAGS = [(r"^out ", "--out "), (r"\bpass overwrite\b", "pass --overwrite"), (r"\bwithout resume\b", "without --resume"),
           (r"\bor resume to\b", "or --resume to"), (r"\bpass init\b", "pass --init"),
@@ -79,6 +85,9 @@ def run(command, argv: list[str] | None) -> int:
                 "")
     try:
         with os_errors(f"rectflow {name}".strip()):   # disk full, read-only, out of memory...
+            if name and name not in ("--help", "--version"):
+                from rectflow.machine.threads import default_threads
+                default_threads()   # an absurd OMP_NUM_THREADS: one line, whatever the command
             rv = command.main(args=argv, prog_name="rectflow", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except _USAGE as e:
@@ -88,6 +97,12 @@ def run(command, argv: list[str] | None) -> int:
         return 2
     except _CLICK as e:
         print(f"rectflow: error: {_one_line(e.format_message())}", file=sys.stderr)
+        return 2
+    except _SAFETENSORS as e:   # a reader the library did not wrap: still the file's fault
+        if debug:
+            raise
+        print(f"rectflow: error: a file is not a valid safetensors file ({_one_line(e)})",
+              file=sys.stderr)
         return 2
     except (UserError, TrainingDiverged) as e:
         if debug:

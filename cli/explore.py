@@ -4,10 +4,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rectflow.analysis import explore as ex
+from .progress import plain_console
 
 
 def _choices(steps: str, adaptive: bool) -> list:
@@ -63,7 +63,7 @@ def explore(
     noise to data: a t slider, play/pause, model and sampler choice, metrics beside the plot."""
     if ancestral_steps < 0:
         raise typer.BadParameter(f"must be >= 0, got {ancestral_steps}", param_hint="--ancestral-steps")
-    con = Console()
+    con = plain_console()
     with con.status("solving every model with every sampler"):
         page, data = ex.explore(ckpt, out, overwrite=overwrite, n=n, seed=seed,
                                 choices=_choices(steps, adaptive),

@@ -12,6 +12,7 @@ from .couple import couple
 from .errors import run
 from .eval import evaluate
 from .explore import explore
+from .options import finite_floats
 from .reflow import distill, reflow
 from .run import run as run_pipeline
 from .sample import sample
@@ -38,9 +39,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Rectified flows, reflow and distillation: train -> couple -> reflow -> distill."""
 for fn in (train, sample, couple, reflow, distill, compare, animate, explore, invert, translate,
            interpolate):
-    app.command()(fn)
-app.command(name="eval")(evaluate)
-app.command(name="run")(run_pipeline)
+    app.command(name=fn.__name__)(finite_floats(fn))
+app.command(name="eval")(finite_floats(evaluate))
+app.command(name="run")(finite_floats(run_pipeline))
 
 
 def main(argv: list[str] | None = None) -> int:

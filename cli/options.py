@@ -5,11 +5,14 @@ in --help)."""
 
 import functools
 import inspect
+import math
+import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from rectflow.errors import UserError
 from rectflow.options import THREADS, Opt
 from rectflow.core.path import TimeDist
 
@@ -116,3 +119,42 @@ def config_section(path: Optional[Path], section: str) -> dict:
     if not isinstance(table, dict):
         raise typer.BadParameter(f"[{section}] must be a table", param_hint="--config")
     return table
+
+
+def _floats(fn) -> dict[str, str]:
+    """Parameter name -> flag of every float parameter of a command (float, float | None,
+    list[float])."""
+    out = {}
+    for name, prm in inspect.signature(fn).parameters.items():
+        ann, decls = prm.annotation, ()
+        if typing.get_origin(ann) is Annotated:
+            ann, *meta = typing.get_args(ann)
+            for m in meta:   # typer.Option("--flag", ...) stores its first flag as default
+                first = getattr(m, "default", None)
+                decls = (*([first] if isinstance(first, str) else []),
+                         *getattr(m, "param_decls", ()))
+        inner = {a for a in (typing.get_args(ann) or (ann,)) if a is not type(None)}
+        inner |= {b for a in inner for b in typing.get_args(a)}
+        if float in inner:
+            flag = next((d.split("/")[0] for d in decls if d.startswith("--")), None)
+            out[name] = flag or "--" + name.replace("_", "-")
+    return out
+
+
+def finite_floats(fn):
+    """``fn`` refusing nan and inf in every float flag (a NaN guidance or tolerance would run
+    to the end and write NaN results): one wrapper on every command, so a new flag is
+    covered too."""
+    floats = _floats(fn)
+
+    @functools.wraps(fn)
+    def command(**kwargs):
+        for name, flag in floats.items():
+            v = kwargs.get(name)
+            for x in v if isinstance(v, (list, tuple)) else [v]:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise UserError(f"{flag} must be a finite number, got {x}")
+        return fn(**kwargs)
+
+    command.__signature__ = inspect.signature(fn)
+    return command

@@ -7,8 +7,16 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 
 from rectflow.machine.threads import take_note
 
-console = Console(stderr=True)   # progress bars
-notes = Console()                # one-line notes (threads, batch chosen, resizes): stdout, so
+def plain_console(stderr: bool = False) -> Console:
+    """The only way cli/ makes a Console: text is printed as it is, never read as Rich markup
+    or emoji codes, so a path or a model name like ``runs/[/x]`` or ``:smile:`` prints
+    verbatim and cannot crash the printer after the work is done. Styles are given as
+    ``style=``/``Text``, never as markup in a string."""
+    return Console(stderr=stderr, markup=False, emoji=False)
+
+
+console = plain_console(stderr=True)   # progress bars
+notes = plain_console()          # one-line notes (threads, batch chosen, resizes): stdout, so
                                  # stderr holds only the bars and, on failure, the one error line
 
 
@@ -20,9 +28,10 @@ class ProgressCallback:
 
     def __init__(self, label: str, unit: str = "step"):
         self.label, self.unit = label, unit
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TaskProgressColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False),
+                                 BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                                 TextColumn("{task.fields[info]}", markup=False),
+                                 TimeElapsedColumn(),
                                  TextColumn("eta"), TimeRemainingColumn(), console=console,
                                  transient=False)
         self.task = None

@@ -4,15 +4,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rectflow.stages import run as pipeline
 from rectflow.stages.presets import PRESETS
 
 from .compare import print_result
 from .options import Threads, use_threads
-from .progress import ProgressCallback, console
+from .progress import ProgressCallback, console, plain_console
 
 UNITS = {"pairs1": "pairs", "pairs2": "pairs", "compare": "unit"}
 
@@ -32,12 +32,12 @@ class StageProgress:
         if status == "start":
             self.bar = ProgressCallback(name, UNITS.get(name, "step")).__enter__()
             if e.get("resumed"):
-                console.print(f"[bold]{name}[/]: continuing the interrupted stage")
+                console.print(Text(name, style="bold") + ": continuing the interrupted stage")
         elif status == "done":
             self.close()
-            console.print(f"[bold]{name}[/] done in {e['seconds']:.1f} s")
+            console.print(Text(name, style="bold") + f" done in {e['seconds']:.1f} s")
         else:
-            console.print(f"[bold]{name}[/] already complete, skipped")
+            console.print(Text(name, style="bold") + " already complete, skipped")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -81,5 +81,5 @@ def run(
     if record.get("compare") is None:   # a non-main process of a distributed run
         return
     print_result(record["compare"], out / "compare")
-    Console().print(timing_table(record))
-    Console().print(f"resolved config: {out / 'resolved.json'}; timings: {out / 'run.json'}")
+    plain_console().print(timing_table(record))
+    plain_console().print(f"resolved config: {out / 'resolved.json'}; timings: {out / 'run.json'}")

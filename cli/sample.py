@@ -4,12 +4,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from rectflow.stages import train as stages
 from rectflow.options import SOLVERS
 
 from .options import Ckpt, Overwrite, UseEma
+from .progress import plain_console
 
 
 def sample(
@@ -33,6 +33,6 @@ def sample(
                       rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
                       classes=[c for v in classes or [] for c in v.split(",") if c.strip()],
                       guidance=guidance)
-    Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, {r['steps']} "
+    plain_console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, {r['steps']} "
                     f"steps, {r['nfe']:g} NFE per sample)"
                     + (f", picture {r['picture']}" if r["picture"] else ""))

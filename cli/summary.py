@@ -2,12 +2,21 @@
 eval, and the path-metrics table of couple."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from rectflow.records import EvalReport
 
-console = Console()
+from .progress import plain_console
+
+console = plain_console()
+
+
+def num(v, spec: str = ".4g") -> str:
+    """A figure for a table; "n/a" when it is missing or not finite (never "nan")."""
+    import math
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    return format(v, spec)
 
 
 def path_table(title: str, path: dict) -> Table:
@@ -16,9 +25,9 @@ def path_table(title: str, path: dict) -> Table:
                     + (f" on a {grid} grid" if grid else ""), title_justify="left")
     for col in ("straightness", "per dim", "curvature", "transport", "OT cost"):
         t.add_column(col, justify="right", no_wrap=True)
-    t.add_row(f"{path['straightness']:.4g}", f"{path['straightness_per_dim']:.4g}",
-              f"{path['curvature']:.4g}", f"{path['transport_cost']:.4g}",
-              f"{path['ot_cost']:.4g}" if "ot_cost" in path else "-")
+    t.add_row(num(path['straightness']), num(path['straightness_per_dim']),
+              num(path['curvature']), num(path['transport_cost']),
+              num(path['ot_cost']) if "ot_cost" in path else "-")
     return t
 
 
@@ -32,7 +41,7 @@ def quality_table(ev: EvalReport) -> Table:
 
     def cell(d: dict, m: str) -> str:
         std = d.get(f"{m}_std")
-        return f"{d[m]:.4g}" + (f" ± {std:.1g}" if std else "")
+        return num(d.get(m)) + (f" ± {num(std, '.1g')}" if std else "")
     for v in ev.quality.values():
         t.add_row(ev.solver, str(v["steps"]), f"{v['nfe']:g}", *(cell(v, m) for m in metrics))
     r = ev.reference

@@ -4,13 +4,13 @@ from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rectflow.stages import transport
 from rectflow.options import SOLVERS
 
 from .options import Ckpt, Overwrite, UseEma
+from .progress import plain_console
 
 Inputs = Annotated[List[Path], typer.Option("--input", "-i", help="Input file(s) or folder(s): arrays (.npy/.npz/.safetensors, [N, ...] in the distribution's own units) or images.")]
 Solver = Annotated[str, typer.Option(help=f"ODE solver: {', '.join(SOLVERS)}.")]
@@ -34,7 +34,7 @@ def invert(
     """Map data back to its source points by solving the flow backwards (t from 1 to 0)."""
     r = transport.invert(ckpt, input, out, solver=solver, steps=steps, rtol=rtol, atol=atol,
                          check=check, use_ema=use_ema, overwrite=overwrite)
-    con = Console()
+    con = plain_console()
     con.print(f"wrote {r['n']} source points ({r['source']}) to {r['out']} ({r['solver']}, "
               f"{r['steps']} steps backwards, {r['nfe']:g} NFE per point)")
     if r["round_trip"]:
@@ -62,7 +62,7 @@ def translate(
     """Map inputs from the flow's source to its data (e.g. digits 3 -> 7), keeping file names."""
     r = transport.translate(ckpt, input, out, solver=solver, steps=steps, rtol=rtol,
                             atol=atol, use_ema=use_ema, overwrite=overwrite)
-    Console().print(f"translated {r['n']} point(s) in {len(r['files'])} file(s) into "
+    plain_console().print(f"translated {r['n']} point(s) in {len(r['files'])} file(s) into "
                     f"{r['out']} ({r['solver']}, {r['steps']} steps, {r['nfe']:g} NFE); "
                     f"picture {r['picture']}")
 
@@ -80,5 +80,5 @@ def interpolate(
     """Map the line between two source points (two inputs, or one with two rows)."""
     r = transport.interpolate(ckpt, input, out, frames=frames, solver=solver, steps=steps,
                               use_ema=use_ema, overwrite=overwrite)
-    Console().print(f"wrote {r['out']} and {r['outputs']} ({r['frames']} frames, "
+    plain_console().print(f"wrote {r['out']} and {r['outputs']} ({r['frames']} frames, "
                     f"{r['solver']}, {r['steps']} steps)")

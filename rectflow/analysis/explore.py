@@ -253,13 +253,24 @@ def trajectories(velocity_fns: dict[str, Velocity], x0: torch.Tensor,
     return data
 
 
+# characters that can end or change a <script> element ("</script>", "<!--") or a JS string
+# (U+2028/9, line breaks to older engines), as the same JSON string's \u escapes
+_SCRIPT_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
+
+
+def script_json(data) -> str:
+    """``data`` as JSON safe to embed in an HTML ``<script>`` element whatever its strings
+    hold (model names, paths): ``<``, ``>``, ``&`` and U+2028/9 become ``\\uXXXX``."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
+
+
 def page_html(data: dict, title: str = "rectflow trajectory explorer") -> str:
     """The explorer page for ``data`` (from :func:`trajectories`) as one HTML string."""
     if data.get("format") != FORMAT:
-        raise UserError(f"data must come from rectflow.analysis.explore.trajectories (format {FORMAT!r})")
+        raise UserError(f"data must come from rectflow.analysis.explore.trajectories (format "
+                        f"{FORMAT!r})")
     template = resources.files("rectflow.analysis").joinpath("explore_page.html").read_text("utf-8")
-    # "</" inside a <script> element would end it; "<\/" is the same JSON string
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    payload = script_json(data)
     fill = {"__TITLE__": html.escape(title), "__DATA__": payload}
     return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group(0)], template)
 

@@ -27,6 +27,7 @@ from ..records import checkpoint as ckpt
 from ..data import load_dataset
 from ..data.labels import labels
 from ..errors import DataError, UserError
+from ..records.snapshot import ClassifierCache
 from ..core.seeding import generator
 
 FEATURE_SETS = ("digits", "mnist", "cifar10")
@@ -152,13 +153,13 @@ def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | 
     folder = Path(root) / cache_name(spec)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     if cfg_path.is_file() and weights.is_file():
-        record = ckpt.read_json(cfg_path)
+        record = ClassifierCache.read(cfg_path).to_json()
         net = Classifier(**record["net"])
         ckpt.load_weights(net, weights)
         return net.eval(), {**record, "path": str(folder)}
     net, record = train_classifier(spec, callback)
     record["sha256"] = ckpt.save_tensors(weights, net.state_dict())
-    ckpt.atomic_write_json(cfg_path, record)
+    ClassifierCache(**record).write(cfg_path)
     return net, {**record, "path": str(folder)}
 
 

@@ -78,6 +78,9 @@ def guided(checkpoint, guidance: float = 1.0, *, ema: bool = True, device="cpu",
 
 
 def check_guidance(card, guidance: float) -> None:
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \
+            or not math.isfinite(guidance):
+        raise UserError(f"guidance must be a finite number, got {guidance!r}")
     if not card.conditional and guidance != 1.0:
         raise UserError(f"guidance {guidance:g} needs a conditional model (trained with "
                         "conditional); this one is unconditional")

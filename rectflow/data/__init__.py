@@ -50,8 +50,8 @@ def data_spec(data: str, root: str | None = None, download: bool = False,
     note = note or (lambda text: None)
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    if resolution is not None and not 2 <= resolution <= 1024:
-        raise DataError(f"resolution must be in 2..1024, got {resolution}")
+    if resolution is not None and not MIN_RES <= resolution <= MAX_RES:
+        raise DataError(f"resolution must be in {MIN_RES}..{MAX_RES}, got {resolution}")
     if data in TOY:
         return {"name": data}
     if data in NATIVE:
@@ -90,6 +90,9 @@ def _resized(what: str, res: int, ch: int, resolution: int | None, channels: int
              note: Callable[[str], None], always: bool = False) -> dict:
     """The spec's ``resolution``/``channels``: the data's own unless given; a given one that
     differs is noted. Named datasets record them only when they differ from their own."""
+    if resolution is None and not MIN_RES <= res <= MAX_RES:   # read from the data itself
+        raise DataError(f"{what}: images are {res}x{res} px, outside the {MIN_RES}..{MAX_RES} "
+                        "px rectflow trains on; pass --resolution to resize them")
     out = {"resolution": resolution or res, "channels": channels or ch}
     if out["resolution"] != res:
         note(f"{what}: images are {res}x{res}; resized to {out['resolution']}x"
@@ -112,7 +115,22 @@ def kind_of_data(data: str | None) -> str:
     return "vector"
 
 
+def spec_shape(spec: dict) -> tuple[int, ...]:
+    """The shape of one sample of the data ``spec`` names, from headers alone."""
+    name = spec.get("name")
+    if name in TOY:
+        return (2,)
+    if name in NATIVE or "resolution" in spec:
+        res, ch = NATIVE.get(name, (None, None))
+        r, c = spec.get("resolution", res), spec.get("channels", ch)
+        return (c, r, r)
+    shape = array_shape(spec["path"])
+    return tuple(shape[1:]) if len(shape) == 2 else (1, *shape[1:]) if len(shape) == 3 \
+        else tuple(shape[1:])
+
+
 HELDOUT = 0.1
+MIN_RES, MAX_RES = 2, 1024   # image resolutions rectflow trains on (given or read from data)
 
 
 def heldout_split(ds: ArrayDataset, fraction: float, split: str) -> ArrayDataset:
@@ -155,6 +173,11 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
     if spec.get("classes"):
         ds = class_subset(ds, spec, split)
     frac = spec.get("heldout")
+    if frac and len(ds) < 2:   # one to train on and one held out, or every metric is NaN
+        what = spec.get("root") or spec.get("path") or name
+        raise DataError(f"{what} holds {len(ds)} sample{'s' * (len(ds) != 1)}"
+                        f"{' of the chosen classes' if spec.get('classes') else ''}; rectflow "
+                        "needs at least 2 (one is held out for evaluation)")
     return heldout_split(ds, float(frac), split) if frac else ds
 
 

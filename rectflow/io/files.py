@@ -96,14 +96,25 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a valid safetensors file ({e})") from None
 
 
-def tensor_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file's header, without loading its tensors."""
+def _header(path: str | Path, read):
     from safetensors import safe_open
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path} does not exist")
     try:
         with safe_open(str(path), "pt") as f:
-            return dict(f.metadata() or {})
+            return read(f)
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
         raise CheckpointError(f"{path} is not a valid safetensors file ({e})") from None
+
+
+def tensor_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header, without loading its tensors."""
+    return _header(path, lambda f: dict(f.metadata() or {}))
+
+
+def tensor_shapes(path: str | Path) -> dict[str, list[int]]:
+    """Name -> shape of every tensor of a safetensors file, from its header alone."""
+    return _header(path, lambda f: {k: list(f.get_slice(k).get_shape()) for k in f.keys()})
 
 
 def sha256_file(path: str | Path) -> str:

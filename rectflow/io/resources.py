@@ -101,10 +101,18 @@ def _remove(paths) -> list[Path]:
     return removed
 
 
+# what torch's allocators say when an allocation fails on the CPU (a RuntimeError, not
+# torch.OutOfMemoryError) or in a kernel's workspace
+_OOM_WORDS = ("DefaultCPUAllocator: can't allocate memory", "not enough memory",
+              "CUDA out of memory", "out of memory")
+
+
 def _is_oom(e: BaseException) -> bool:
     torch = sys.modules.get("torch")
     oom = getattr(torch, "OutOfMemoryError", None) if torch else None
-    return isinstance(e, MemoryError) or (oom is not None and isinstance(e, oom))
+    if isinstance(e, MemoryError) or (oom is not None and isinstance(e, oom)):
+        return True
+    return isinstance(e, RuntimeError) and any(w in str(e) for w in _OOM_WORDS)
 
 
 @contextlib.contextmanager

@@ -40,17 +40,34 @@ def machine_cores() -> int:
     return max(1, cores)
 
 
+def max_threads() -> int:
+    """The most threads rectflow starts (``--threads``' bound): more makes OpenMP and
+    OpenBLAS fail to create their pools (a crash, or an allocation failure)."""
+    from ..options import THREADS
+    return int(THREADS.hi)
+
+
+def _bounded(n: int, source: str) -> int:
+    if n > max_threads():
+        from ..errors import UserError
+        raise UserError(f"{source}={n} is more threads than rectflow starts (at most "
+                        f"{max_threads()}; this machine has {machine_cores()} cores)")
+    return n
+
+
 def default_threads() -> tuple[int, str]:
-    """The number :func:`configure` uses when none is given, and why."""
+    """The number :func:`configure` uses when none is given, and why. ``OMP_NUM_THREADS``
+    counts when it is a whole number >= 1 (other forms, such as OpenMP's nested lists, are
+    left to the policy); one above :func:`max_threads` is refused."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
-        return int(env), "OMP_NUM_THREADS"
+        return _bounded(int(env), "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
     cores = machine_cores()
     # the machine's cores, not its momentary load: a thread count that followed the load
     # would make the same command compute with different reductions from run to run
     idle, why = cores, f"{cores} cores"
     local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
-    procs = int(local) if local.isdigit() and int(local) >= 1 else 1
+    procs = min(int(local), 1 << 20) if local.isdigit() and int(local) >= 1 else 1
     if procs > 1:
         return max(1, idle // procs), f"{why} / {procs} processes"
     return idle, why
@@ -85,9 +102,9 @@ def configure(n: int | None = None) -> str:
     the one line that says what was set. Call again to change it."""
     import torch
 
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        from ..errors import OptionError
-        raise OptionError("threads", "--threads", f"must be a whole number >= 1, got {n!r}")
+    if n is not None:
+        from ..options import THREADS
+        n = THREADS.check(n)   # a whole number in 1..max_threads(), or an OptionError
     why = "given"
     if n is None:
         n, why = default_threads()

@@ -47,19 +47,90 @@ def _cls(kind: str):
     raise CheckpointError(f"unknown model type {kind!r}; known: {', '.join(MODEL_TYPES)}")
 
 
-def build_model(config: dict) -> nn.Module:
+# Upper bounds of every size a config may name (a crafted config.json must not make rectflow
+# allocate gigabytes before refusing it): far above any model rectflow trains on a CPU or a
+# GPU, far below what exhausts a machine. The parameter count is bounded too.
+SIZE_MAX = {"dim": 1 << 20, "hidden": 1 << 14, "depth": 256, "time_embed": 1 << 14,
+            "channels": 4, "resolution": 1024, "width": 1024, "num_res_blocks": 16,
+            "num_classes": 100_000}
+MAX_PARAMETERS = 2_000_000_000
+FLOAT_KEYS = ("dropout",)   # time_scale and max_period: checked by the time embedding
+LIST_KEYS = ("mults", "attn_resolutions")
+
+
+def check_model_config(config: dict) -> None:
+    """Refuse a config whose sizes or values are out of bounds (CheckpointError naming the
+    key), before anything is allocated."""
+    import math
+    if not isinstance(config, dict):
+        raise CheckpointError(f"model config must be a table, got {config!r}")
+    for k, v in config.items():
+        if k in SIZE_MAX or k == "num_classes":
+            if k == "num_classes" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= SIZE_MAX[k]:
+                raise CheckpointError(f"model size {k}={v!r} must be a whole number in "
+                                      f"1..{SIZE_MAX[k]}")
+        elif k in FLOAT_KEYS:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise CheckpointError(f"model setting {k}={v!r} must be a finite number")
+        elif k in LIST_KEYS:
+            if not (isinstance(v, list | tuple) and len(v) <= 16 and all(
+                    type(m) is int and 1 <= m <= SIZE_MAX["resolution"] for m in v)):
+                raise CheckpointError(f"model setting {k}={v!r} must be a short list of "
+                                      "whole numbers")
+
+
+def check_overrides(overrides: dict) -> None:
+    """Refuse model overrides (``[model]`` of a run config, ``model=`` of a stage) with an
+    unknown key or an out-of-bounds value, before any data is read or anything written."""
+    import inspect
+    from .unet import UNet
+    known = {"type"} | {p for cls in (MLP, UNet)
+                        for p in inspect.signature(cls.__init__).parameters if p != "self"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise CheckpointError(f"unknown model setting(s) {', '.join(map(repr, unknown))} "
+                              f"(known: {', '.join(sorted(known))})")
+    if overrides.get("type", "mlp") not in MODEL_TYPES:
+        raise CheckpointError(f"unknown model type {overrides['type']!r}; known: "
+                              f"{', '.join(MODEL_TYPES)}")
+    check_model_config({k: v for k, v in overrides.items() if k != "type"})
+
+
+def plan_model(config: dict) -> nn.Module:
+    """The network ``config`` describes, built on the meta device: its parameters' names
+    and shapes without their memory. Sizes are checked first (:func:`check_model_config`),
+    then the parameter count against :data:`MAX_PARAMETERS`."""
     cfg = dict(config)
     kind = cfg.pop("type", None)
     cls = _cls(kind)
-    sizes = {k: v for k, v in cfg.items() if k in SIZE_KEYS}
-    bad = {k: v for k, v in sizes.items() if not (isinstance(v, int) and v >= 1)}
-    if bad:
-        k, v = next(iter(bad.items()))
-        raise CheckpointError(f"model size {k}={v!r} must be a whole number >= 1")
+    check_model_config(cfg)
+    try:
+        with torch.device("meta"):
+            module = cls(**cfg)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
+    n = sum(p.numel() for p in module.parameters())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"model config describes {n:,} parameters, more than rectflow's "
+                              f"limit of {MAX_PARAMETERS:,}")
+    return module
+
+
+def build_model(config: dict) -> nn.Module:
+    plan_model(config)   # sizes, values and parameter count, without allocating
+    cfg = dict(config)
+    cls = _cls(cfg.pop("type", None))
     try:
         return cls(**cfg)
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"model config does not fit {cls.__name__}: {e}") from None
+
+
+def tensor_shapes(module: nn.Module) -> dict[str, list[int]]:
+    """Name -> shape of every tensor of ``module``'s state dict (works on the meta device)."""
+    return {k: list(v.shape) for k, v in module.state_dict().items()}
 
 
 def unet_recipe(channels: int, resolution: int) -> dict:

@@ -100,9 +100,15 @@ class RunCard(Record):
             m = json.loads(meta)
         except json.JSONDecodeError:
             raise CheckpointError(f"{path} has an unreadable rectflow header") from None
-        if m.get("model") != self.model or list(m.get("shape", [])) != self.shape:
+        if not isinstance(m, dict):
+            raise CheckpointError(f"{path} has an unreadable rectflow header")
+        theirs = m.get("model") if isinstance(m.get("model"), dict) else {}
+        if theirs != self.model or m.get("shape") != self.shape:
+            keys = [k for k in sorted(set(theirs) | set(self.model))
+                    if theirs.get(k) != self.model.get(k)]
+            what = f" ({', '.join(keys[:3])} differ)" if keys else " (shape differs)"
             raise CheckpointError(f"{path} holds weights of another model than its "
-                                  f"{self.FILENAME} describes")
+                                  f"{self.FILENAME} describes{what}")
 
     @property
     def is_custom(self) -> bool:

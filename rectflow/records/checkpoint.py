@@ -25,7 +25,9 @@ import torch
 from ..errors import CheckpointError, UserError
 from ..io.remove import remove_made
 from . import RunCard
-from ..io.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors, read_json, save_tensors, sha256_file)
+from .snapshot import SnapshotMeta, SnapshotOptimizer
+from ..io.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors, read_json,
+                        save_tensors, sha256_file)
 
 __all__ = ["CONFIG", "STATE", "Checkpoint", "atomic_write_bytes", "atomic_write_json",
            "load_tensors", "read_json", "save_tensors", "sha256_file", "save_snapshot",
@@ -35,13 +37,14 @@ CONFIG = RunCard.FILENAME
 STATE = "state"
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load safetensors weights into ``model``, strictly: a mismatch is a CheckpointError."""
-    state = load_tensors(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+def check_fit(path: str | Path, own: dict[str, list[int]]) -> None:
+    """Refuse the safetensors file ``path`` unless its header names exactly the tensors
+    ``own`` (name -> shape) with those shapes; nothing is loaded."""
+    from ..io.files import tensor_shapes
+    theirs = tensor_shapes(path)
+    missing = sorted(set(own) - set(theirs))
+    extra = sorted(set(theirs) - set(own))
+    shapes = [k for k in own if k in theirs and own[k] != theirs[k]]
     if missing or extra or shapes:
         parts = []
         if missing:
@@ -50,9 +53,36 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
             parts.append(f"unexpected {extra[:3]}")
         if shapes:
             k = shapes[0]
-            parts.append(f"{k} has shape {list(state[k].shape)}, config says {list(own[k].shape)}")
+            parts.append(f"{k} has shape {theirs[k]}, config says {own[k]}")
         raise CheckpointError(f"{path} does not match its config.json: {'; '.join(parts)}")
-    model.load_state_dict(state)
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load safetensors weights into ``model``, strictly: a mismatch (read from the file's
+    header, before any tensor is loaded) is a CheckpointError."""
+    from ..models import tensor_shapes
+    check_fit(path, tensor_shapes(model))
+    model.load_state_dict(load_tensors(path))
+
+
+def check_saved(card: RunCard, folder: str | Path) -> None:
+    """Bound ``card``'s model sizes and check its tensors' shapes (planned on the meta
+    device, without memory) against the headers of the weights saved in ``folder``, so a
+    crafted config.json is refused before anything is allocated."""
+    from ..models import plan_model, tensor_shapes
+    shapes = tensor_shapes(plan_model(card.model))
+    for name in ("ema.safetensors", "model.safetensors"):
+        path = Path(folder) / name
+        if path.is_file():
+            card.check_weights(path)
+            check_fit(path, shapes)
+
+
+def build_checked(card: RunCard, folder: str | Path) -> torch.nn.Module:
+    """The network of ``card`` once :func:`check_saved` accepts it."""
+    from ..models import build_model
+    check_saved(card, folder)
+    return build_model(card.model)
 
 
 # ------------------------------------------------------------------------- resume snapshots
@@ -89,8 +119,8 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
     save_tensors(tmp / "ema.safetensors", ema)
     opt_tensors, opt_plain = _flatten_optimizer(optimizer)
     save_tensors(tmp / "optimizer.safetensors", opt_tensors)
-    atomic_write_json(tmp / "optimizer.json", opt_plain)
-    atomic_write_json(tmp / "meta.json", {**meta, "step": step})
+    SnapshotOptimizer(**opt_plain).write(tmp / SnapshotOptimizer.FILENAME)
+    SnapshotMeta(step=step, **meta).write(tmp / SnapshotMeta.FILENAME)
     remove_made(snap)
     os.replace(tmp, snap)
     fsync_dir(root)
@@ -120,12 +150,21 @@ def latest_snapshot(folder: str | Path) -> Path | None:
 
 
 def load_snapshot(snap: Path) -> dict:
+    """The tensors and records of a snapshot; ``meta`` is its :class:`SnapshotMeta` as a
+    dict. A snapshot whose optimizer tensors and JSON do not fit together is one
+    CheckpointError."""
+    plain = SnapshotOptimizer.read(snap / SnapshotOptimizer.FILENAME)
+    tensors = load_tensors(snap / "optimizer.safetensors")
+    try:
+        optimizer = _unflatten_optimizer(tensors, plain.to_json())
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{snap / 'optimizer.safetensors'} does not fit "
+                              f"{plain.FILENAME} ({type(e).__name__}: {e})") from None
     return {
         "model": load_tensors(snap / "model.safetensors"),
         "ema": load_tensors(snap / "ema.safetensors"),
-        "optimizer": _unflatten_optimizer(load_tensors(snap / "optimizer.safetensors"),
-                                          read_json(snap / "optimizer.json")),
-        "meta": read_json(snap / "meta.json"),
+        "optimizer": optimizer,
+        "meta": SnapshotMeta.read(snap / SnapshotMeta.FILENAME).to_json(),
     }
 
 
@@ -173,15 +212,16 @@ class Checkpoint:
                    module: torch.nn.Module | None = None) -> torch.nn.Module:
         """The network with its trained weights. A model of the user's own class is not
         rebuilt from JSON: pass an instance as ``module`` and its weights are loaded into it."""
-        from ..models import build_model, custom_class
+        from ..models import custom_class
         path = self.weights_path(ema)
         if module is None:
             if self.card.is_custom:
                 cls = custom_class(self.card.model)
                 raise CheckpointError(f"{self.path} holds weights of your own model class "
                                       f"{cls}; load it with rectflow.load(path, model={cls}(...))")
-            module = build_model(self.card.model)
-        self.card.check_weights(path)
+            module = build_checked(self.card, self.path)
+        else:
+            self.card.check_weights(path)
         load_weights(module, path)
         return module.to(device).eval()
 

@@ -27,7 +27,8 @@ from ..io import graceful_interrupts
 from ..core.metrics import PathStats, ot_cost
 from ..options import CoupleConfig
 from ..records import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name, versions
-from ..io.files import atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
+from ..records.snapshot import ShardSidecar
+from ..io.files import load_tensors, save_tensors, sha256_file
 from ..io.files import is_temp
 from ..core.seeding import BLOCK, block_noise, blocks
 from ..core.solvers import chunked, solve
@@ -50,10 +51,10 @@ def _shard_done(out: Path, s: int) -> dict | None:
     side = out / sidecar_name(s)
     if not side.is_file() or not (out / shard_name(s)).is_file():
         return None
-    info = read_json(side)   # a shard's sidecar: plain bookkeeping beside the shard
-    if sha256_file(out / shard_name(s)) != info.get("sha256"):
-        return None   # torn or altered: regenerate it
-    return info
+    info = ShardSidecar.read(side)   # a shard's sidecar: bookkeeping beside the shard
+    if info.file != shard_name(s) or sha256_file(out / shard_name(s)) != info.sha256:
+        return None   # torn, altered or another shard's: regenerate it
+    return info.to_json()
 
 
 def remove_stale_temps(out: Path) -> None:
@@ -110,6 +111,7 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
     world = acc.num_processes
     mine = [s for s in range(n_shards) if s % world == acc.process_index]
     emit = callback if (callback is not None and acc.is_main_process) else (lambda e: None)
+    finished = {s for s in mine if _shard_done(out, s) is not None}   # sidecars read first
     emit({"event": "start", "total": cfg.n, "shards": n_shards})
     done = 0
 
@@ -120,7 +122,7 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
 
     def one_shard(s: int) -> None:
         lo, hi = s * cfg.shard_size, min((s + 1) * cfg.shard_size, cfg.n)
-        if _shard_done(out, s) is not None:
+        if s in finished:
             progress(hi - lo)
             return
         t0 = time.perf_counter()
@@ -133,10 +135,9 @@ def write_pairs(model, shape: tuple[int, ...], out: str | Path,
         sha = save_tensors(out / shard_name(s), {
             "x0": x0, "x1": x1, "index": torch.arange(lo, hi, dtype=torch.int64),
             **({"y": y} if labelled else {})})
-        atomic_write_json(out / sidecar_name(s), {
-            "file": shard_name(s), "start": lo, "count": hi - lo, "sha256": sha,
-            "nfe": nfe, "stats": stats.state(), "process": acc.process_index,
-            "seconds": time.perf_counter() - t0})
+        ShardSidecar(file=shard_name(s), start=lo, count=hi - lo, sha256=sha, nfe=nfe,
+                     stats=stats.state(), process=acc.process_index,
+                     seconds=time.perf_counter() - t0).write(out / sidecar_name(s))
         emit({"event": "shard", "shard": s})
 
     with graceful_interrupts() as stop:   # Ctrl-C/SIGTERM: stop between shards, keep them
@@ -196,7 +197,11 @@ def check_plan(out: Path, plan: PairsPlan) -> str:
     diff = PairsPlan.read(out).differences(plan)
     if diff:
         raise PlanMismatch(out, [_PLAN_NAMES.get(k, k) for k in diff])
-    return "complete" if PairsManifest.path_in(out).is_file() else "resume"
+    if PairsManifest.path_in(out).is_file():
+        return "complete"
+    for side in sorted(out.glob("pairs-*.json")):   # every sidecar read before anything is written
+        ShardSidecar.read(side)
+    return "resume"
 
 
 class ConditionalTeacher:

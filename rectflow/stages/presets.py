@@ -195,6 +195,12 @@ def resolve(name: str, config_file: str | Path | None = None,
 
 def validate(resolved: dict) -> None:
     """Check values across sections, before any stage runs (one-line UserErrors)."""
+    from ..errors import CheckpointError
+    from ..models import check_overrides
+    try:
+        check_overrides(resolved["model"])
+    except CheckpointError as e:
+        raise UserError(f"[model]: {e}") from None
     for section in ("train", "reflow", "distill"):
         train_config(resolved, section)
     precisions = {resolved[s]["mixed_precision"] for s in ("train", "reflow", "distill")}

@@ -30,7 +30,8 @@ from .. import io
 from . import presets, train as stages
 from ..records.checkpoint import Checkpoint
 from ..analysis.compare import compare
-from ..errors import UserError
+from ..data import data_spec, spec_shape
+from ..errors import CheckpointError, UserError
 from ..records import Comparison, ResolvedRun, RunLog
 from ..machine.accelerator import make_accelerator
 
@@ -150,12 +151,29 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
                            overwrite=(d / "compare").exists())
 
 
+def _check_before_writing(cfg: dict) -> None:
+    """The data and the network every model stage builds, checked from headers and on the
+    meta device (nothing read in full, nothing allocated), so a config that cannot run is
+    refused before the run folder or its resolved.json is written."""
+    from ..models import default_model_config, plan_model
+    shape = spec_shape(data_spec(cfg["data"], cfg["data_root"], cfg["download"]))
+    objectives = {"flow", cfg["train"]["objective"], *(["diffusion"] if cfg.get("with_diffusion")
+                                                       else []),
+                  *(["meanflow"] if cfg.get("with_meanflow") else [])}
+    try:
+        for objective in sorted(objectives):
+            plan_model(default_model_config(shape, objective, **cfg["model"]))
+    except CheckpointError as e:
+        raise UserError(f"[model]: {e}") from None
+
+
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
         overrides: dict | None = None, callback: Callback | None = None) -> dict:
     """Run (or continue) the pipeline of ``preset`` in ``out``; returns the ``run.json`` content
     with the comparison under ``"compare"``. Events: ``{"event": "stage", "stage", "status":
     "start" | "skipped" | "done", "seconds"}``, and each stage's own events in between."""
     cfg = presets.resolve(preset, config_file, overrides)
+    _check_before_writing(cfg)
     out = Path(out)
     started = out.is_dir() and any(out.iterdir())
     stages.check_output(out, "run", resume=started)

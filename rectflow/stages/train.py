@@ -28,7 +28,8 @@ from ..data import data_kind, data_spec, load_dataset
 from ..data.pairs import PairsDataset
 from ..errors import CheckpointError, OptionError, UserError
 from ..analysis.evaluate import stage_report
-from ..models import build_model, custom_config, default_model_config, student_model
+from ..models import (build_model, custom_config, default_model_config, plan_model,
+                      student_model)
 from ..objectives import build_objective
 from ..options import CoupleConfig, TrainConfig, train_config
 from .couple import (check_plan, couple_teacher, label_provenance, make_plan, remove_stale_temps,
@@ -90,6 +91,9 @@ def batch_bytes(rows: int, shape) -> int:
 
 def _seeded_model(model_cfg: dict, seed: int) -> torch.nn.Module:
     """Initial weights from the run's seed alone; the global RNG is left as it was."""
+    n = sum(p.numel() for p in plan_model(model_cfg).parameters())   # bounded, unallocated
+    io.check_fits(20 * n, f"a model of {n:,} parameters (weights, EMA, gradients and Adam "
+                  "state in float32)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))
         return build_model(model_cfg)
@@ -147,6 +151,8 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         dataset = load_dataset(card.data, "train")
         if card.is_custom and own is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
+        if own is None:
+            ckpt.check_saved(card, out)
         net = own if own is not None else _seeded_model(card.model, cfg.seed)
     else:
         cfg = train_config("train", _given(options), file_options,
@@ -211,7 +217,7 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
         cfg = _resumed_config(card, options, file_options)
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
-        net = module if module is not None else build_model(card.model)
+        net = module if module is not None else ckpt.build_checked(card, out)
         source = pairs_source(card, open_pairs(out / card.parent["pairs"]), cfg)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)

@@ -30,7 +30,7 @@ from accelerate import Accelerator
 from ..records import checkpoint as ckpt
 from .pairs import PairSource
 from ..io import graceful_interrupts
-from ..errors import StageInterrupted, TrainingDiverged, UserError
+from ..errors import CheckpointError, StageInterrupted, TrainingDiverged, UserError
 from ..objectives import Objective, build_objective
 from ..options import TrainConfig
 from ..records import RunCard
@@ -103,10 +103,14 @@ class Snapshots:
         if snap is None:
             return 0
         state = ckpt.load_snapshot(snap)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for k, v in state["ema"].items():
-            ema.shadow[k].copy_(v)
+        try:   # tensors that do not fit this model: an edited or foreign snapshot
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            for k, v in state["ema"].items():
+                ema.shadow[k].copy_(v)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{snap} does not fit this run's model "
+                                  f"({type(e).__name__}: {str(e)[:160]})") from None
         return int(state["meta"]["step"])
 
     def save(self, step: int, model, optimizer, ema: EMA, meta: dict) -> None:
