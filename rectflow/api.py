@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from . import stages
+from . import smoke, stages
 from .checkpoint import Checkpoint, kind_of
 from .data import Normalization
 from .errors import UserError
@@ -80,7 +80,7 @@ class Flow:
         classifier-free guidance ``guidance``."""
         from . import conditioning as cond
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        y, n = cond.sample_labels(self.card, classes, n)
+        y, n = cond.sample_labels(self.card, classes, smoke.tiny("samples", n))
         cond.check_guidance(self.card, guidance)
         if check_sampler(sampler) == "ancestral":
             if y is not None:
