@@ -35,18 +35,20 @@ from rectflow import checkpoint as ckpt
 from rectflow import stages
 from rectflow.models import build_model, default_model_config
 from rectflow.pairgen import CoupleConfig
+from rectflow.records import RunCard
+from rectflow.training import TrainConfig
 
 
 def make_teacher(folder: Path) -> Path:
     cfg = default_model_config((2,))
     torch.manual_seed(0)
     sd = {k: v.float() for k, v in build_model(cfg).state_dict().items()}
+    card = RunCard(stage="train", data={"name": "moons"}, shape=[2], model=cfg,
+                   train=TrainConfig().to_json(), complete=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name in ("model", "ema"):
-        ckpt.save_tensors(folder / f"{name}.safetensors", sd)
-    ckpt.atomic_write_json(folder / "config.json", {
-        "format": "rectflow/checkpoint", "version": 1, "stage": "train", "round": 1,
-        "parent": None, "data": {"name": "moons"}, "shape": [2], "model": cfg,
-        "sample": {"solver": "euler", "steps": 100}, "complete": True})
+        ckpt.save_tensors(folder / f"{name}.safetensors", sd, card.weights_metadata())
+    card.write(folder)
     return folder
 
 

@@ -22,6 +22,7 @@ from rectflow.couplings import make_source
 from rectflow.data import load_dataset
 from rectflow.models import build_model, default_model_config
 from rectflow.path import interpolate
+from rectflow.records import RunCard
 from rectflow.training import TrainConfig, fit
 
 BATCH = 2048
@@ -44,17 +45,20 @@ def bare_loop(steps: int) -> float:
 
 
 def rectflow_loop(steps: int) -> float:
-    model = build_model(default_model_config((2,)))
+    model_cfg = default_model_config((2,))
+    model = build_model(model_cfg)
     source = make_source(load_dataset({"name": "moons"}), "independent", 0)
     # log every 10 steps: the first mark is at step 20 (after warm-up), the last at the end
     cfg = TrainConfig(steps=steps + 20, batch_size=BATCH, save_every=10**9, log_every=10)
+    card = RunCard(stage="train", data={"name": "moons"}, shape=[2], model=model_cfg,
+                   train=cfg.to_json())
     marks = {}
 
     def cb(e):
         if e.get("event") == "step":
             marks.setdefault(e["step"], time.perf_counter())
     with tempfile.TemporaryDirectory() as d:
-        fit(model, source, cfg, d, {"stage": "bench"}, callback=cb)
+        fit(model, source, cfg, d, card, callback=cb)
     first, last = marks[20], marks[steps + 20]
     return steps * BATCH / (last - first)
 
