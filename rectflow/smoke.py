@@ -13,7 +13,7 @@ CAPS = {"TrainConfig": {"steps": 4, "batch_size": 64},
         "CoupleConfig": {"n": 256, "steps": 4, "ot_subsample": 64},
         "EvalConfig": {"n": 64, "seeds": 1, "path_steps": 8, "ot_subsample": 64,
                        "image_w2_subsample": 64, "adaptive": False},
-        "samples": 64}
+        "samples": 64, "classifier_epochs": 1}
 _said: list[bool] = []
 
 
