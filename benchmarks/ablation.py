@@ -23,11 +23,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import scoring  # noqa: E402
 
+from rectflow import smoke  # noqa: E402
+
 # moons is level with the peers at these defaults (issue 19): the two multi-modal targets
 TARGETS = ("checkerboard", "8gaussians")
 ROUND_TARGETS = ("checkerboard",)
 SEEDS = (0, 1, 2)
 STEPS, PAIRS, N = 800, 50_000, 2000
+if smoke.on():  # tiny budgets, to check the harness
+    TARGETS, SEEDS, STEPS, PAIRS, N = TARGETS[:1], (0,), 4, 256, 64
 
 # name -> (train options, model overrides), each one factor away from rectflow 0.2's first
 # 2-D recipe (BASE: lr 1e-3, uniform t, warm-up 100, clip 1, EMA 0.999, MLP 3 x 256, time
@@ -197,6 +201,12 @@ def _run_args(r) -> None:
 def main(argv=None) -> None:
     scoring.bench_cli(__doc__, HERE / "ablation.jsonl", HERE / "ABLATION.md", run, table,
                       _run_args, argv)
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["run", "--rows", "cosine lr", "--results", "{tmp}/a.jsonl"],
+               ["run", "--part", "rounds", "--results", "{tmp}/a.jsonl"],
+               ["table", "--results", "{tmp}/a.jsonl"]]
 
 
 if __name__ == "__main__":

@@ -35,18 +35,20 @@ from rectflow.records import checkpoint as ckpt
 from rectflow.stages import train as stages
 from rectflow.models import build_model, default_model_config
 from rectflow.stages.couple import CoupleConfig
+from rectflow.records import RunCard
+from rectflow.training.loop import TrainConfig
 
 
 def make_teacher(folder: Path) -> Path:
     cfg = default_model_config((2,))
     torch.manual_seed(0)
     sd = {k: v.float() for k, v in build_model(cfg).state_dict().items()}
+    card = RunCard(stage="train", data={"name": "moons"}, shape=[2], model=cfg,
+                   train=TrainConfig().to_json(), complete=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name in ("model", "ema"):
-        ckpt.save_tensors(folder / f"{name}.safetensors", sd)
-    ckpt.atomic_write_json(folder / "config.json", {
-        "format": "rectflow/checkpoint", "version": 1, "stage": "train", "round": 1,
-        "parent": None, "data": {"name": "moons"}, "shape": [2], "model": cfg,
-        "sample": {"solver": "euler", "steps": 100}, "complete": True})
+        ckpt.save_tensors(folder / f"{name}.safetensors", sd, card.weights_metadata())
+    card.write(folder)
     return folder
 
 
@@ -105,6 +107,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="Euler steps N")
     ap.add_argument("--batch-size", type=int, default=CoupleConfig.batch_size)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of a forward timing")
     ap.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child is not None:
@@ -116,7 +119,7 @@ def main() -> None:
         cfg = CoupleConfig(n=args.n, solver="euler", steps=args.steps, batch_size=args.batch_size)
         runs = iter(range(args.rounds))
         # couple calls the model on chunks of eval_chunk rows: time the forward at that size
-        results = alternate(lambda: forward_rates(teacher, cfg.eval_chunk),
+        results = alternate(lambda: forward_rates(teacher, cfg.eval_chunk, args.seconds),
                             lambda: couple_rates(teacher, Path(tmp) / f"pairs-{next(runs)}", cfg),
                             args.rounds)
     for r, (fwd, pairs) in enumerate(results):
@@ -132,6 +135,10 @@ def main() -> None:
     small, large = peak_rss(100_000, args.threads), peak_rss(1_000_000, args.threads)
     print(f"peak RSS: 100,000 pairs {small:.0f} MiB, 1,000,000 pairs {large:.0f} MiB, "
           f"ratio {large / small:.3f}   (target < 1.5)")
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--n", "256", "--rounds", "1", "--steps", "2", "--seconds", "0.2"]]
 
 
 if __name__ == "__main__":

@@ -57,14 +57,14 @@ def build(root: Path, model: dict, args) -> dict[str, Path]:
 
 
 @torch.inference_mode()
-def measure(path: Path, n: int, seeds: int) -> dict:
-    """dopri5 NFE as used (float32); its error in float64 against RK4 x 1000 in float64 (a
+def measure(path: Path, n: int, seeds: int, ref_steps: int = 1000) -> dict:
+    """dopri5 NFE as used (float32); its error in float64 against RK4 x ref_steps in float64 (a
     float32 RK4 x 1000 is itself only good to ~4e-5 from round-off); W2 over ``seeds`` seeds."""
     model = ckpt.Checkpoint(path).load_model(ema=True).eval()
     x0 = noise(n, (2,), 0)
     sol = solve(model, x0, method="dopri5", rtol=TOL, atol=TOL)
     m64, x64 = copy.deepcopy(model).double(), x0.double()
-    ref = solve(m64, x64, method="rk4", steps=1000).x
+    ref = solve(m64, x64, method="rk4", steps=ref_steps).x
     err = ((solve(m64, x64, method="dopri5", rtol=TOL, atol=TOL).x - ref).abs()
            / (TOL + TOL * ref.abs())).max(1).values
     data = load_dataset({"name": "moons"}, "test")
@@ -84,15 +84,17 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20_000)
     ap.add_argument("--n", type=int, default=1000, help="samples measured")
     ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds for W2")
+    ap.add_argument("--reference-steps", type=int, default=1000, help="RK4 steps of z_ref")
     args = ap.parse_args()
     rows = []
     for name in args.settings.split(","):
         model = SETTINGS[name]
         for label, path in build(Path(args.out) / name, model, args).items():
-            rows.append((name, model["time_scale"], label, measure(path, args.n, args.seeds)))
+            rows.append((name, model["time_scale"], label,
+                         measure(path, args.n, args.seeds, args.reference_steps)))
     print(f"moons, {args.n} samples; dopri5 rtol=atol={TOL:g}: NFE per sample in float32; "
           "error per sample = max_d |z - z_ref| / (atol + rtol |z_ref|), float64, z_ref = "
-          "RK4 x 1000 steps")
+          f"RK4 x {args.reference_steps} steps")
     print(f"{'setting':8} {'scale':>6} {'model':5} {'NFE mean':>8} {'max':>5} "
           f"{'err/tol mean':>12} {'median':>7} {'q99':>7} {'max':>8}   W2 @ 100 Euler steps")
     for name, scale, label, r in rows:
@@ -104,6 +106,11 @@ def main() -> None:
     for label in ("1-RF", "2-RF"):
         res = {f"{name} {lab}": r["w2"] for name, _, lab, r in rows if lab == label}
         print(f"{label} W2 tie groups (best first): {tie_groups(res, floor)}")
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--out", "{tmp}/d", "--settings", "new", "--n", "16", "--seeds", "1",
+               "--reference-steps", "20"]]
 
 
 if __name__ == "__main__":

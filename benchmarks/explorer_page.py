@@ -51,5 +51,11 @@ def main() -> None:
         print(f"{a.screenshot}: screenshot of #{a.view}")
 
 
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["-m", "rectflow.cli.main", "train", "--data", "moons", "--out", "{tmp}/rf1",
+                "--no-eval"],
+               ["{tmp}/rf1", "--out", "{tmp}/page.html", "--n", "16"]]
+
+
 if __name__ == "__main__":
     main()

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-N, SIZE = 500, 16
+from rectflow import smoke
+
+N, SIZE = (64 if smoke.on() else 500), 16
 
 
 def write_pngs(folder: Path, n: int = N, size: int = SIZE) -> Path:
@@ -73,6 +75,10 @@ def main() -> None:
         print(f"peak RSS {peak / 1e9:.2f} GB; wall {wall:.1f} s = training and startup "
               f"{wall - eval_s:.1f} s + evaluation {eval_s:.1f} s "
               f"({eval_s / max(wall - eval_s, 1e-9):.0%} of the rest)")
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--keep", "{tmp}"]]
 
 
 if __name__ == "__main__":

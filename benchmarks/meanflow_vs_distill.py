@@ -125,5 +125,9 @@ def main() -> None:
         print(f"mf-rf3 pair filter: {result['pair_filter']}")
 
 
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--out", "{tmp}/mf"]]
+
+
 if __name__ == "__main__":
     main()

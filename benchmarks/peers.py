@@ -566,5 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--quick", "--targets", "moons", "--steps", "2", "--ot-steps", "1", "--pairs",
+                "1024", "--eval-n", "64", "--limit-steps", "2", "--write", "{tmp}/RESULTS.md"]]
+
+
 if __name__ == "__main__":
     sys.exit(main())

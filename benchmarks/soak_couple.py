@@ -111,5 +111,9 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--n", "256", "--shard-size", "128"]]
+
+
 if __name__ == "__main__":
     main()

@@ -18,13 +18,17 @@ import time
 import torch
 from rounds import alternate, spread
 
+from rectflow import smoke
 from rectflow.training.pairs import make_source
 from rectflow.data import load_dataset
 from rectflow.models import build_model, default_model_config
 from rectflow.core.path import interpolate
+from rectflow.records import RunCard
 from rectflow.training.loop import TrainConfig, fit
 
 BATCH = 2048
+# rectflow's loop is timed between its logs at step WARM and WARM + steps
+WARM, EVERY = (1, 1) if smoke.on() else (20, 10)   # smoke: 4 steps at most in all
 
 
 def bare_loop(steps: int) -> float:
@@ -44,18 +48,21 @@ def bare_loop(steps: int) -> float:
 
 
 def rectflow_loop(steps: int) -> float:
-    model = build_model(default_model_config((2,)))
+    model_cfg = default_model_config((2,))
+    model = build_model(model_cfg)
     source = make_source(load_dataset({"name": "moons"}), "independent", 0)
-    # log every 10 steps: the first mark is at step 20 (after warm-up), the last at the end
-    cfg = TrainConfig(steps=steps + 20, batch_size=BATCH, save_every=10**9, log_every=10)
+    # the first mark is at step WARM (after warm-up), the last at the end
+    cfg = TrainConfig(steps=steps + WARM, batch_size=BATCH, save_every=10**9, log_every=EVERY)
+    card = RunCard(stage="train", data={"name": "moons"}, shape=[2], model=model_cfg,
+                   train=cfg.to_json())
     marks = {}
 
     def cb(e):
         if e.get("event") == "step":
             marks.setdefault(e["step"], time.perf_counter())
     with tempfile.TemporaryDirectory() as d:
-        fit(model, source, cfg, d, {"stage": "bench"}, callback=cb)
-    first, last = marks[20], marks[steps + 20]
+        fit(model, source, cfg, d, card, callback=cb)
+    first, last = marks[WARM], marks[steps + WARM]
     return steps * BATCH / (last - first)
 
 
@@ -72,6 +79,10 @@ def main() -> None:
         print(f"round {r} ({'bare first' if r % 2 == 0 else 'rectflow first'}): bare "
               f"{b:10,.0f} samples/s, rectflow {o:10,.0f} samples/s, ratio {o / b:.3f}")
     print(f"ratio rectflow / bare: {spread([o / b for b, o in results])}   (target >= 0.90)")
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["--steps", "2", "--rounds", "1"]]
 
 
 if __name__ == "__main__":

@@ -107,5 +107,9 @@ def pictures(kind: str, root: Path, models: list[Path]) -> None:
         save_image_grid(tiles, root / "transport_digits.png", nrow=6)
 
 
+# its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
+SMOKE_RUNS = [["moons", "{tmp}/t"]]
+
+
 if __name__ == "__main__":
     main(sys.argv[1], Path(sys.argv[2]))

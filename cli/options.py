@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from rectflow.errors import UserError
 from rectflow.options import THREADS, Opt
@@ -41,6 +42,8 @@ _PY = {int: int, float: float, str: str, bool: bool, tuple: str, TimeDist: str}
 def _show(v) -> str:
     if isinstance(v, TimeDist):
         return v.kind
+    if isinstance(v, dict):   # a time distribution with settings, e.g. u-shaped a=4.0
+        return " ".join([str(v.get("kind"))] + [f"{k}={x}" for k, x in v.items() if k != "kind"])
     if isinstance(v, (tuple, list)):
         return ",".join(map(str, v))
     return str(v)
@@ -61,7 +64,8 @@ def option_params(table: tuple[Opt, ...], shown: dict | None = None,
         if o.name in skip:
             continue
         default = shown.get(o.name, o.default)
-        helptext = f"{o.help} [default: {_show(default) if default is not None else 'none'}]"
+        # rich markup would swallow a bare "[default: ...]" as a tag: escape the help
+        helptext = escape(f"{o.help} [default: {_show(default) if default is not None else 'none'}]")
         flags = [o.cli_flag] + ([o.short] if o.short else [])
         if o.base_type is bool:
             flags = [f"{o.cli_flag}/{o.off or '--no-' + o.cli_flag[2:]}"]

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from . import smoke
 from .core.guidance import Guided, check_guidance
 from .stages import train as stages
 from .stages.sample import sample_labels
@@ -81,7 +82,7 @@ class Flow:
         or "all", the default; ``n`` split evenly, in blocks of one class) under
         classifier-free guidance ``guidance``."""
         steps = int(steps if steps is not None else self.card.sample["steps"])
-        y, n = sample_labels(self.card, classes, n)
+        y, n = sample_labels(self.card, classes, smoke.tiny("samples", n))
         check_guidance(self.card, guidance)
         if check_sampler(sampler) == "ancestral":
             if y is not None:

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
+from . import smoke
 from .errors import OptionError, UserError
 from .core.path import TIME_DISTS, TimeDist
 
@@ -257,9 +258,11 @@ def _config_class(name: str, table: tuple[Opt, ...], doc: str):
 
 
 def _validate(self) -> None:
-    """Check and normalise every field (types, bounds, choices)."""
+    """Check and normalise every field (types, bounds, choices); under RECTFLOW_SMOKE=1 cap
+    the budgets to tiny ones (every config a stage runs is validated)."""
     for o in self.OPTIONS:
         setattr(self, o.name, o.check(getattr(self, o.name)))
+    smoke.cap(self)
 
 
 def _to_json(self) -> dict:

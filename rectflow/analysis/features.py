@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import smoke
 from ..records import checkpoint as ckpt
 from ..data import load_dataset
 from ..data.labels import labels
@@ -100,7 +101,7 @@ def train_classifier(spec: dict, callback: Callable[[dict], None] | None = None
 
 def _train_classifier(spec: dict, callback) -> tuple[Classifier, dict]:
     name = spec["name"]
-    hp = TRAIN[name]
+    hp = {**TRAIN[name], "epochs": smoke.tiny("classifier_epochs", TRAIN[name]["epochs"])}
     x, y = labelled(spec, "train")
     xt, yt = labelled(spec, "test")
     with torch.random.fork_rng(devices=[]):   # seeded init; the global RNG is left as it was
@@ -137,9 +138,10 @@ def _train_classifier(spec: dict, callback) -> tuple[Classifier, dict]:
 def cache_name(spec: dict) -> str:
     """The cache folder of a dataset's classifier: its name, plus the size when the images are
     resized (``digits-16px-1ch``), so a resized set is scored by a classifier of its own size."""
+    tag = "-smoke" if smoke.on() else ""   # a smoke run's classifier is never reused by a real one
     if "resolution" not in spec and "channels" not in spec:
-        return spec["name"]
-    return f"{spec['name']}-{spec.get('resolution', 'native')}px-{spec.get('channels', 'native')}ch"
+        return spec["name"] + tag
+    return f"{spec['name']}-{spec.get('resolution', 'native')}px-{spec.get('channels', 'native')}ch{tag}"
 
 
 def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | None = None

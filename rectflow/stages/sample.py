@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .. import io
+from .. import io, smoke
 from ..records.checkpoint import Checkpoint
 from ..data import Normalization
 from ..data.images import UINT8_NORMALIZATION
@@ -51,7 +51,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     conditional model samples ``classes`` under classifier-free ``guidance`` (see
     :func:`rectflow.stages.sample.sample_labels`); their labels go to ``<out>.labels.npy``."""
     opts = table_of(COUPLE)
-    n = opts["n"].check(n)
+    n = smoke.tiny("samples", opts["n"].check(n))
     solver = opts["solver"].check(solver)
     check_sampler(sampler)
     ck = Checkpoint(ckpt_dir)

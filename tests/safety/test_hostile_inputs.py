@@ -13,7 +13,7 @@ import pytest
 
 from support import edit_json, point_cloud, small_pairs, tiny_checkpoint, tree_state
 
-CLI = Path(__file__).resolve().parent.parent / "cli"
+CLI = Path(__file__).resolve().parents[2] / "cli"
 
 
 def variant(src: Path, dst: Path) -> Path:
@@ -274,7 +274,7 @@ def test_explorer_json_cannot_leave_its_script(name):
 
 
 def test_explorer_page_looks_up_own_keys_only():
-    page = (Path(__file__).resolve().parent.parent / "rectflow" / "explore_page.html").read_text()
+    page = (Path(__file__).resolve().parents[2] / "rectflow" / "analysis" / "explore_page.html").read_text()
     script = page[page.index('"use strict"'):]
     assert not re.search(r"\bin DATA\.|\)\s*in DATA|cache\[", script)
     assert "hasOwnProperty" in script
