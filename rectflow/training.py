@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 
-from . import checkpoint as ckpt
+from . import checkpoint as ckpt, threads
 from .couplings import PairSource
 from .io import graceful_interrupts
 from .errors import StageInterrupted, TrainingDiverged, UserError
@@ -291,13 +291,20 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     emit({"event": "start", "step": start, "steps": cfg.steps})
     model.train()
     done = start
+    # on CPU, the thread count is measured on these steps unless the user fixed it
+    tuner = threads.tuner(acc.num_processes, say=lambda text: emit({"event": "note",
+                                                                   "text": text})) \
+        if acc.device.type == "cpu" else None
+
+    def one_step(step: int) -> None:
+        log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
+        ema.update(step)
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []), \
             graceful_interrupts() as stop:
         try:
             for step in range(start + 1, cfg.steps + 1):
                 stop.check()   # a SIGINT/SIGTERM is acted on between steps
-                log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
-                ema.update(step)
+                threads.timed(tuner, lambda: one_step(step))
                 done = step
                 if step % cfg.log_every == 0 or step % cfg.save_every == 0 or step == cfg.steps:
                     log.flush(step, learning_rate(cfg, step))
