@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from .console import Console
 
 from rectflow.comparison import animate as make_gif
 

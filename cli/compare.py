@@ -4,12 +4,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from .console import Console
 from rich.table import Table
 
 from rectflow import comparison as cmp
 from rectflow.checkpoint import kind_of
 from rectflow.options import EvalConfig, for_kind
+from rectflow.progress import plural
 
 from .eval import FeaturesDir, evaluation_options
 from .options import Threads, use_threads
@@ -38,7 +39,7 @@ def compare_tables(result: dict) -> list[Table]:
                   "(a distilled student: its own k-step path)",
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
             _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
-                  f"held-out points, mean ± std over {len(result.get('seeds') or [0])} seed(s); "
+                  f"held-out points, mean ± std over {plural(len(result.get('seeds') or [0]), 'seed')}; "
                   "* best, ~ tied with it within the noise",
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 

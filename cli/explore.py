@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from .console import Console
 from rich.table import Table
 
 from rectflow import explore as ex

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from .console import Console
 from rich.table import Table
 
 from rectflow import pipeline
@@ -59,7 +59,7 @@ def timing_table(record: dict) -> Table:
 def run(
     preset: Annotated[str, typer.Option(help=f"Recipe: {', '.join(PRESETS)}.")] = "moons",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default checkpoints/<preset>-run).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. steps = 500 in the train table), top-level data, model.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. train_steps = 500 in the train table), top-level data, model.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10 data.")] = None,
     download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
     threads: Threads = None,

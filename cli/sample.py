@@ -4,10 +4,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from .console import Console
 
 from rectflow import stages
 from rectflow.options import SOLVERS
+from rectflow.progress import plural
 
 from .options import Ckpt, Overwrite, UseEma
 
@@ -33,6 +34,8 @@ def sample(
                       rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
                       classes=[c for v in classes or [] for c in v.split(",") if c.strip()],
                       guidance=guidance)
-    Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, {r['steps']} "
-                    f"steps, {r['nfe']:g} NFE per sample)"
+    if r["note"]:
+        Console().print(r["note"], highlight=False, soft_wrap=True)
+    Console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, "
+                    f"{plural(r['steps'], 'step')}, {r['nfe']:g} NFE per sample)"
                     + (f", picture {r['picture']}" if r["picture"] else ""))

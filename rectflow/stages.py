@@ -28,6 +28,7 @@ from .evaluation import stage_report
 from .models import build_model, custom_config, default_model_config, student_model
 from .objectives import build_objective
 from .options import CoupleConfig, TrainConfig, train_config
+from .progress import plural
 from .pairgen import check_plan, make_plan, remove_stale_temps, write_pairs
 from .records import PairsManifest, RunCard
 from .seeding import derive_seed
@@ -64,8 +65,9 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
     """On resume the saved settings fill whatever the caller did not set."""
     cfg = train_config(card.stage, _given(options), card.train, file_options,
                        where=("options", "saved run", "config file"))
-    if cfg.steps < card.steps_done:
-        raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
+    if cfg.train_steps < card.steps_done:
+        raise UserError(f"train_steps {cfg.train_steps} is below the "
+                        f"{plural(card.steps_done, 'step')} already done")
     fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
                          "pair_drop", "source")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]

@@ -22,6 +22,7 @@ import torch
 from . import io, report
 from .checkpoint import Checkpoint
 from .data import Normalization, load_dataset
+from .progress import plural
 from .errors import UserError
 from .evaluation import reference_data
 from .inputs import check_file_output, encode, read_inputs, refuse_inputs, write_npy
@@ -135,7 +136,7 @@ def translate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path, *
             atomic_write_bytes(folder / it.name, encode(it, y, target, image))
         _pair_picture(ck, x0, sol.x, folder / GRID_NAME,
                       f"{describe(ck.card.source)} -> {describe(ck.card.data)}: "
-                      f"{solver}, {steps} steps")
+                      f"{solver}, {plural(steps, 'step')}")
 
     with io.FolderLock(out):
         if overwrite:

@@ -164,7 +164,7 @@ def test_images_between_two_digit_classes(tmp_path, cli):
     from PIL import Image
     from rectflow.data import load_dataset
     ck = stages.train(tmp_path / "m", "digits:8", model={"width": 8}, evaluate=False,
-                      options={"steps": 3, "batch_size": 16, "save_every": 3,
+                      options={"train_steps": 3, "batch_size": 16, "save_every": 3,
                                "source": "digits:3"}).path
     card = RunCard.read(ck)
     assert card.source["data"] == {"name": "digits", "classes": [3]}
@@ -185,11 +185,11 @@ def test_images_between_two_digit_classes(tmp_path, cli):
 def test_bad_sources_are_refused_before_any_output(rounds, tmp_path):
     _, _, rf2 = rounds
     with pytest.raises(UserError, match=r"shape \[1, 8, 8\].*shape \[2\]"):
-        stages.train(tmp_path / "x", "moons", options={"steps": 1, "source": "digits:3"},
+        stages.train(tmp_path / "x", "moons", options={"train_steps": 1, "source": "digits:3"},
                      evaluate=False)
     assert not (tmp_path / "x" / "config.json").exists()
     with pytest.raises(UserError, match="classes are 0..9"):
-        stages.train(tmp_path / "y", "moons", options={"steps": 1, "source": "digits:12"})
+        stages.train(tmp_path / "y", "moons", options={"train_steps": 1, "source": "digits:12"})
     with pytest.raises(UserError, match="keep the source of their pairs"):
         stages.reflow(rounds[0] / "pairs", tmp_path / "z", options={"source": "moons"})
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from .base import Record
+from ..options import renamed_options
 from .files import tensor_metadata
 
 STAGES = ("train", "reflow", "distill")
@@ -35,7 +36,7 @@ def versions() -> dict:
 @dataclass
 class RunCard(Record):
     FORMAT = "rectflow/checkpoint"
-    VERSION = 2
+    VERSION = 3   # 3: train["steps"] became train["train_steps"]
     FILENAME = "config.json"
 
     stage: str                       # train | reflow | distill
@@ -80,6 +81,8 @@ class RunCard(Record):
         d.pop("format", None)
         if version == 1:   # rectflow 0.1: no objective; its MLP/U-Net used t * 1000
             d.setdefault("objective", {"name": "flow"})
+        if version <= 2 and isinstance(d.get("train"), dict):   # "steps" is "train_steps"
+            d["train"] = renamed_options(d["train"], warn=False)
         return super().from_json(d, version)
 
     # ---------------------------------------------------------------------- weights
@@ -101,6 +104,16 @@ class RunCard(Record):
         if m.get("model") != self.model or list(m.get("shape", [])) != self.shape:
             raise CheckpointError(f"{path} holds weights of another model than its "
                                   f"{self.FILENAME} describes")
+
+    def unfinished(self, where) -> str | None:
+        """One line saying a model is half-trained (its run stopped before its last step), for
+        whoever samples or evaluates it; None when the run completed."""
+        if self.complete:
+            return None
+        total = self.train.get("train_steps")
+        of = f" of {total}" if total else ""
+        return (f"note: {where} is half-trained ({self.steps_done}{of} steps, complete: "
+                f"false); finish it with `rectflow {self.stage} --resume --out {where}`")
 
     @property
     def is_custom(self) -> bool:
