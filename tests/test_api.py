@@ -61,10 +61,10 @@ def test_own_module_through_every_stage(tmp_path):
     back = rectflow.load(tmp_path / "rf1", model=TinyNet())
     assert torch.equal(back.sample(64, steps=2), flow.sample(64, steps=2))
     back.couple(tmp_path / "pairs", n=512, steps=2, shard_size=512)
-    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", model=TinyNet(), steps=10,
-                          evaluate=False, batch_size=128)
+    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", model=TinyNet(),
+                          train_steps=10, evaluate=False, batch_size=128)
     student = rectflow.distill(tmp_path / "pairs", out=tmp_path / "d", model=TinyNet(),
-                               steps=10, evaluate=False, batch_size=128)
+                               train_steps=10, evaluate=False, batch_size=128)
     assert rf2.card.is_custom and student.sample(16).shape == (16, 2)
 
 
