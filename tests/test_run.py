@@ -100,7 +100,7 @@ def test_rerun_skips_complete_stages_and_continues_an_interrupted_one(cli, tiny_
 
 @pytest.mark.parametrize("text, words", [
     ("[train]\nstepz = 5\n", "[train] has no option 'stepz'"),
-    ("[train]\nsteps = '500'\n", "[train] steps must be a whole number"),
+    ("[train]\ntrain_steps = '500'\n", "[train] train_steps must be a whole number"),
     ("[couple]\nn = 1.5\n", "[couple] n must be a whole number"),
     ("[reflow]\ntime_dist = 'sideways'\n", "time_dist must be one of uniform"),
     ("[bogus]\nx = 1\n", "unknown key 'bogus'"),
