@@ -96,7 +96,7 @@ def rf1_job(target: str, seed: int, name: str, work: Path) -> dict:
     import rectflow
     opts, model = RF1[name]
     started = time.perf_counter()
-    flow = rectflow.train(target, out=work / "rf1", steps=STEPS, seed=seed, model=model,
+    flow = rectflow.train(target, out=work / "rf1", train_steps=STEPS, seed=seed, model=model,
                           evaluate=False, callback=quiet, **opts)
     secs = time.perf_counter() - started
     return {"part": "rf1", "target": target, "seed": seed, "row": name, "train_s": secs,
@@ -105,14 +105,14 @@ def rf1_job(target: str, seed: int, name: str, work: Path) -> dict:
 
 def rounds_jobs(target: str, seed: int, work: Path, out: Path) -> None:
     import rectflow
-    rf1 = rectflow.train(target, out=work / "rf1", steps=STEPS, seed=seed, evaluate=False,
+    rf1 = rectflow.train(target, out=work / "rf1", train_steps=STEPS, seed=seed, evaluate=False,
                          callback=quiet)
     rf1.couple(work / "pairs1", n=PAIRS, seed=seed, callback=quiet)
     one = (scoring.COLUMNS[0],)
     for name, (stage, opts) in ROUNDS.items():
         if stage != "reflow":
             continue
-        flow = rectflow.reflow(work / "pairs1", out=work / name, steps=STEPS, seed=seed,
+        flow = rectflow.reflow(work / "pairs1", out=work / name, train_steps=STEPS, seed=seed,
                                evaluate=False, callback=quiet, **opts)
         scoring.append(out, {"part": "rounds", "target": target, "seed": seed, "row": name,
                              "w2": scoring.score_flow(flow, target, N, seed)})
@@ -122,7 +122,7 @@ def rounds_jobs(target: str, seed: int, work: Path, out: Path) -> None:
     for name, (stage, opts) in ROUNDS.items():
         if stage != "distill":
             continue
-        flow = rectflow.distill(work / "pairs2", out=work / name, steps=STEPS, seed=seed,
+        flow = rectflow.distill(work / "pairs2", out=work / name, train_steps=STEPS, seed=seed,
                                 init=work / "reflow default", evaluate=False, callback=quiet,
                                 **opts)
         scoring.append(out, {"part": "rounds", "target": target, "seed": seed, "row": name,

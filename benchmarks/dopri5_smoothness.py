@@ -47,7 +47,7 @@ def build(root: Path, model: dict, args) -> dict[str, Path]:
     rf1, pairs, rf2 = root / "rf1", root / "pairs1", root / "rf2"
     if not _done(rf1):
         stages.train(rf1, "moons", model=model, overwrite=True, evaluate=False,
-                     options=TrainConfig(steps=args.train_steps))
+                     options=TrainConfig(train_steps=args.train_steps))
     stages.couple(rf1, pairs, CoupleConfig(n=args.pairs))
     if not _done(rf2):
         cfg = stages.reflow_defaults()

@@ -57,7 +57,7 @@ def run(preset: str, out: Path, pair_drop: float) -> dict:
     cfg = presets.resolve(preset)
     tr, rf = presets.train_config(cfg, "train"), presets.train_config(cfg, "reflow")
     ds = presets.train_config(cfg, "distill")
-    total = tr.steps + rf.steps + ds.steps
+    total = tr.train_steps + rf.train_steps + ds.train_steps
     out.mkdir(parents=True, exist_ok=True)
     train_kw = dict(data_root=cfg["data_root"], download=cfg["download"], model=cfg["model"],
                     evaluate=False)
@@ -79,17 +79,17 @@ def run(preset: str, out: Path, pair_drop: float) -> dict:
     p2 = pairs("pairs2", rf2)
     dist = model("distill", lambda o, resume: stages.distill(p2, o, k=1, options=ds,
                                                              resume=resume, evaluate=False))
-    mf_pairs = rf.replace(objective="meanflow", steps=ds.steps, pair_drop=pair_drop)
+    mf_pairs = rf.replace(objective="meanflow", train_steps=ds.train_steps, pair_drop=pair_drop)
     mfr = model("mf-rf3", lambda o, resume: stages.reflow(p2, o, options=mf_pairs,
                                                           resume=resume, evaluate=False))
-    mf_scratch = tr.replace(objective="meanflow", steps=total)
+    mf_scratch = tr.replace(objective="meanflow", train_steps=total)
     mf1 = model("mf1", lambda o, resume: stages.train(o, cfg["data"], options=mf_scratch,
                                                       resume=resume, **train_kw))
     result = compare([rf1, rf2, dist, mfr, mf1], out / "compare", presets.eval_config(cfg),
                      overwrite=(out / "compare").exists())
     couple_nfe = cfg["couple"]["n"] * {"euler": 1, "heun": 2, "rk4": 4}.get(
         cfg["couple"]["solver"], 0) * cfg["couple"]["steps"]
-    budget = {"rf1": tr.steps, "rf2": tr.steps + rf.steps, "distill": total, "mf-rf3": total,
+    budget = {"rf1": tr.train_steps, "rf2": tr.train_steps + rf.train_steps, "distill": total, "mf-rf3": total,
               "mf1": total}
     couples = {"rf1": 0, "rf2": 1, "distill": 2, "mf-rf3": 2, "mf1": 0}
     summary = []

@@ -10,7 +10,7 @@ optimizer steps, batch and pairs, on the three 2-D targets and on digits, over s
 (x0, x1, t) stream, which measures loop speed; this mode measures what each library's defaults
 give. What "own defaults" means for each row (``LIBRARIES``):
 
-* **rectflow**: ``rectflow.train(target, steps=S, seed=s)`` with nothing else given; then
+* **rectflow**: ``rectflow.train(target, train_steps=S, seed=s)`` with nothing else given; then
   ``couple`` (50,000 pairs), ``rectflow.reflow`` and ``rectflow.distill`` (on round-2 pairs,
   initialised from round 2) with nothing but steps and seed.
 * **TorchCFM 1.0.7**: its README's recipe: ``torchcfm.models.MLP(dim=2, time_varying=True)``
@@ -82,14 +82,14 @@ def shape(target: str) -> tuple[int, ...]:
 def run_rectflow(target: str, seed: int, work: Path) -> list[dict]:
     import rectflow
     steps, _, pairs, (solver, k) = budget(target)   # the batch is rectflow's default
-    rf1 = rectflow.train(target, out=work / "rf1", steps=steps, seed=seed, evaluate=False,
+    rf1 = rectflow.train(target, out=work / "rf1", train_steps=steps, seed=seed, evaluate=False,
                          callback=quiet)
     pair = {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
     rf1.couple(work / "pairs1", seed=seed, **pair)
-    rf2 = rectflow.reflow(work / "pairs1", out=work / "rf2", steps=steps, seed=seed,
+    rf2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
                           evaluate=False, callback=quiet)
     rf2.couple(work / "pairs2", seed=seed + 1000, **pair)
-    student = rectflow.distill(work / "pairs2", out=work / "distill", steps=steps, seed=seed,
+    student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet)
     return [("rectflow rf1", scoring.score_flow(rf1, target, N, seed)),
             ("rectflow rf2", scoring.score_flow(rf2, target, N, seed)),

@@ -102,7 +102,7 @@ class Protocol:
         return pa.Recipe(steps, self.batch_size, self.lr, self.ema_decay, self.seed)
 
     def train_config(self, steps: int, time_dist: TimeDist = TimeDist()) -> TrainConfig:
-        return TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr, warmup=0,
+        return TrainConfig(train_steps=steps, batch_size=self.batch_size, lr=self.lr, warmup=0,
                            grad_clip=0.0, ema_decay=self.ema_decay, seed=self.seed,
                            time_dist=time_dist, save_every=steps, log_every=min(50, steps))
 

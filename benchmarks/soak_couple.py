@@ -80,7 +80,7 @@ def main() -> None:
     try:
         t = time.perf_counter()
         teacher = stages.train(root / "rf1", "moons", model={"hidden": 64, "depth": 2},
-                               options=TrainConfig(steps=300, batch_size=512, warmup=0, lr=3e-3,
+                               options=TrainConfig(train_steps=300, batch_size=512, warmup=0, lr=3e-3,
                                                   save_every=300, log_every=100),
                                evaluate=False, overwrite=True)
         print(f"teacher: tiny MLP (hidden 64, depth 2) trained in {time.perf_counter() - t:.1f} s;"

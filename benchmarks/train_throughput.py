@@ -52,7 +52,7 @@ def rectflow_loop(steps: int) -> float:
     model = build_model(model_cfg)
     source = make_source(load_dataset({"name": "moons"}), "independent", 0)
     # the first mark is at step WARM (after warm-up), the last at the end
-    cfg = TrainConfig(steps=steps + WARM, batch_size=BATCH, save_every=10**9, log_every=EVERY)
+    cfg = TrainConfig(train_steps=steps + WARM, batch_size=BATCH, save_every=10**9, log_every=EVERY)
     card = RunCard(stage="train", data={"name": "moons"}, shape=[2], model=model_cfg,
                    train=cfg.to_json())
     marks = {}

@@ -4,10 +4,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from .console import plain_console
 
 from rectflow.analysis.compare import animate as make_gif
 
-from .progress import ProgressCallback, plain_console
+from .progress import ProgressCallback
 
 
 def animate(

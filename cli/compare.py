@@ -4,15 +4,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from .console import plain_console
 from rich.table import Table
 
 from rectflow.analysis import compare as cmp
 from rectflow.records.checkpoint import kind_of
 from rectflow.options import EvalConfig, for_kind
+from rectflow.progress import plural
 
 from .eval import FeaturesDir, evaluation_options
 from .options import Overwrite, Threads, use_threads
-from .progress import ProgressCallback, plain_console
+from .progress import ProgressCallback
 from .summary import num
 
 
@@ -38,7 +40,7 @@ def compare_tables(result: dict) -> list[Table]:
                   "(a distilled student: its own k-step path)",
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
             _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
-                  f"held-out points, mean ± std over {len(result.get('seeds') or [0])} seed(s); "
+                  f"held-out points, mean ± std over {plural(len(result.get('seeds') or [0]), 'seed')}; "
                   "* best, ~ tied with it within the noise",
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 

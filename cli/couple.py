@@ -4,14 +4,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from .console import plain_console
 
 from rectflow.stages import train as stages
 from rectflow.records.checkpoint import kind_of
 from rectflow.options import COUPLE, CoupleConfig, for_kind
+from rectflow.progress import plural
 
 from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,
                       use_threads, with_options)
-from .progress import ProgressCallback, plain_console
+from .progress import ProgressCallback
 from .summary import path_table
 
 
@@ -40,7 +42,8 @@ def couple(
     if manifest is not None:   # main process only
         con = plain_console()
         state = "already complete, nothing written" if complete else "written"
-        con.print(f"{out}: {manifest.n} pairs in {len(manifest.shards)} shards ({state}), "
+        con.print(f"{out}: {plural(manifest.n, 'pair')} in {plural(len(manifest.shards), 'shard')} "
+                  f"({state}), "
                   f"{manifest.nfe:g} NFE per pair ({manifest.solver['method']})")
         m = manifest.metrics
         con.print(path_table(f"coupling metrics (straightness over {m.get('n', manifest.n)} "

@@ -6,6 +6,7 @@ SIGTERM after the stage saved what it had (the line says how to resume).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -34,6 +35,26 @@ except ImportError:
 _FLAGS = [(r"^out ", "--out "), (r"\bpass overwrite\b", "pass --overwrite"), (r"\bwithout resume\b", "without --resume"),
           (r"\bor resume to\b", "or --resume to"), (r"\bpass init\b", "pass --init"),
           (r"\bpass model=", "pass model= (Python API)")]
+
+
+# a flag that belongs to another step of the pipeline: what to run instead
+_OTHER_STEP = {
+    ("reflow", "--ckpt"): "reflow trains on pairs: run `rectflow couple --ckpt {0} --out PAIRS` "
+                          "then `rectflow reflow --pairs PAIRS`",
+    ("distill", "--ckpt"): "distill trains on pairs: run `rectflow couple --ckpt {0} --out "
+                           "PAIRS` then `rectflow distill --pairs PAIRS`",
+}
+
+
+def _other_step(argv: list[str]) -> str | None:
+    """The hint of :data:`_OTHER_STEP` for this command line, if one applies."""
+    command = next((a for a in argv if not a.startswith("-")), "")
+    for i, a in enumerate(argv):
+        flag, _, value = a.partition("=")
+        if (command, flag) in _OTHER_STEP:
+            value = value or (argv[i + 1] if i + 1 < len(argv) else "MODEL")
+            return _OTHER_STEP[command, flag].format(value)
+    return None
 
 
 def _one_line(text: str) -> str:
@@ -75,16 +96,27 @@ def _resume_argv(argv: list[str] | None) -> list[str]:
     return [shlex.quote(a) for a in args] + ([] if reruns else ["--resume"])
 
 
+@contextlib.contextmanager
+def _resource_errors(what: str):
+    """:func:`rectflow.io.os_errors`, imported only once something failed: rectflow.io imports
+    torch, which ``rectflow --help`` and ``--version`` do without."""
+    try:
+        yield
+    except (OSError, MemoryError, RuntimeError):   # torch's OutOfMemoryError is a RuntimeError
+        from rectflow.io import os_errors
+        with os_errors(what):
+            raise
+
+
 def run(command, argv: list[str] | None) -> int:
     """Run the click command; known errors -> one line + exit code (see the module docstring).
     ``RECTFLOW_DEBUG=1`` re-raises them with their traceback."""
     debug = os.environ.get("RECTFLOW_DEBUG") == "1"
     _quiet_unless_main()
-    from rectflow.io import os_errors
     name = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")),
                 "")
     try:
-        with os_errors(f"rectflow {name}".strip()):   # disk full, read-only, out of memory...
+        with _resource_errors(f"rectflow {name}".strip()):   # disk full, out of memory...
             if name and name not in ("--help", "--version"):
                 from rectflow.machine.threads import default_threads
                 default_threads()   # an absurd OMP_NUM_THREADS: one line, whatever the command
@@ -92,6 +124,10 @@ def run(command, argv: list[str] | None) -> int:
         return rv if isinstance(rv, int) else 0
     except _USAGE as e:
         if type(e).__name__ == "NoArgsIsHelpError":   # bare `rectflow`: help is printed
+            return 2
+        hint = _other_step(list(sys.argv[1:] if argv is None else argv))
+        if hint:
+            print(f"rectflow: error: {hint}", file=sys.stderr)
             return 2
         print(f"rectflow: error: {_one_line(e.format_message())} (see --help)", file=sys.stderr)
         return 2

@@ -4,10 +4,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from .console import plain_console
 from rich.table import Table
 
 from rectflow.analysis import explore as ex
-from .progress import plain_console
 
 
 def _choices(steps: str, adaptive: bool) -> list:

@@ -1,19 +1,12 @@
 """Rich progress for the library's callback events (main process only)."""
 from __future__ import annotations
 
-from rich.console import Console
+from .console import plain_console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from rectflow.progress import PlainLines
 from rectflow.machine.threads import take_note
-
-def plain_console(stderr: bool = False) -> Console:
-    """The only way cli/ makes a Console: text is printed as it is, never read as Rich markup
-    or emoji codes, so a path or a model name like ``runs/[/x]`` or ``:smile:`` prints
-    verbatim and cannot crash the printer after the work is done. Styles are given as
-    ``style=``/``Text``, never as markup in a string."""
-    return Console(stderr=stderr, markup=False, emoji=False)
-
 
 console = plain_console(stderr=True)   # progress bars
 notes = plain_console()          # one-line notes (threads, batch chosen, resizes): stdout, so
@@ -24,7 +17,9 @@ class ProgressCallback:
     """Renders ``start``/``step``/``progress``/``save``/``evaluate`` events as a bar (a new
     one at each ``start``: training, then its evaluation) and prints ``note`` events.
 
-    Usable as a context manager; the bar disappears into a final summary line."""
+    Usable as a context manager; the bar disappears into a final summary line. When stderr is
+    not a terminal (a file, CI) each bar is plain lines instead: one at intervals with the
+    run's median rate, and one when it ends."""
 
     def __init__(self, label: str, unit: str = "step"):
         self.label, self.unit = label, unit
@@ -36,13 +31,31 @@ class ProgressCallback:
                                  transient=False)
         self.task = None
         self.last: dict = {}
+        self.plain: PlainLines | None = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        if self.plain is not None:
+            self.plain.close()
         if self.task is not None:   # started lazily, so a refused run prints nothing extra
             self.progress.stop()
+
+    def _plain(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "start":
+            if self.plain is not None:
+                self.plain.close()
+            self.plain = PlainLines(e.get("label", self.label), e.get("steps", e.get("total")),
+                                    e.get("step", 0),
+                                    write=lambda text: console.print(text, highlight=False))
+        elif self.plain is None:
+            return
+        elif kind == "step":
+            self.plain.update(e["step"], e["samples_per_s"], f"loss {e['loss']:.4f}")
+        elif kind == "progress":
+            self.plain.update(e["done"], info=e.get("info", ""))
 
     def __call__(self, e: dict) -> None:
         kind = e.get("event")
@@ -52,6 +65,8 @@ class ProgressCallback:
         if kind == "note":   # one line the user should read (batch chosen, resize, threads)
             notes.print(e["text"], highlight=False)
             return
+        if not console.is_terminal:
+            return self._plain(e)
         if kind == "start":
             total = e.get("steps", e.get("total"))
             self.progress.start()

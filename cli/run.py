@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from .console import plain_console
 from rich.table import Table
 from rich.text import Text
 
@@ -12,7 +13,7 @@ from rectflow.stages.presets import PRESETS
 
 from .compare import print_result
 from .options import Threads, use_threads
-from .progress import ProgressCallback, console, plain_console
+from .progress import ProgressCallback, console
 
 UNITS = {"pairs1": "pairs", "pairs2": "pairs", "compare": "unit"}
 
@@ -59,7 +60,7 @@ def timing_table(record: dict) -> Table:
 def run(
     preset: Annotated[str, typer.Option(help=f"Recipe: {', '.join(PRESETS)}.")] = "moons",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default checkpoints/<preset>-run).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. steps = 500 in the train table), top-level data, model.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. train_steps = 500 in the train table), top-level data, model.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10 data.")] = None,
     download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
     threads: Threads = None,

@@ -4,12 +4,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from .console import plain_console
 
 from rectflow.stages import train as stages
 from rectflow.options import SOLVERS
+from rectflow.progress import plural
 
 from .options import Ckpt, Overwrite, UseEma
-from .progress import plain_console
 
 
 def sample(
@@ -33,6 +34,8 @@ def sample(
                       rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
                       classes=[c for v in classes or [] for c in v.split(",") if c.strip()],
                       guidance=guidance)
-    plain_console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, {r['steps']} "
-                    f"steps, {r['nfe']:g} NFE per sample)"
+    if r["note"]:
+        plain_console().print(r["note"], highlight=False, soft_wrap=True)
+    plain_console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, "
+                    f"{plural(r['steps'], 'step')}, {r['nfe']:g} NFE per sample)"
                     + (f", picture {r['picture']}" if r["picture"] else ""))

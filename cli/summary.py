@@ -2,11 +2,12 @@
 eval, and the path-metrics table of couple."""
 from __future__ import annotations
 
+from .console import plain_console
 from rich.table import Table
 
 from rectflow.records import EvalReport
+from rectflow.progress import plural
 
-from .progress import plain_console
 
 console = plain_console()
 
@@ -35,7 +36,7 @@ def quality_table(ev: EvalReport) -> Table:
     metrics = list(ev.metrics)
     seeds = ev.seeds or [ev.seed]
     t = Table(title=f"{ev.checkpoint}: {ev.n} samples vs {ev.n_reference} held-out points, "
-                    f"mean ± std over {len(seeds)} seed(s)", title_justify="left")
+                    f"mean ± std over {plural(len(seeds), 'seed')}", title_justify="left")
     for col in ("solver", "steps", "NFE", *(m.upper() for m in metrics)):
         t.add_column(col, justify="right")
 

@@ -4,13 +4,14 @@ from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
+from .console import plain_console
 from rich.table import Table
 
 from rectflow.stages import transport
 from rectflow.options import SOLVERS
+from rectflow.progress import plural
 
 from .options import Ckpt, Overwrite, UseEma
-from .progress import plain_console
 
 Inputs = Annotated[List[Path], typer.Option("--input", "-i", help="Input file(s) or folder(s): arrays (.npy/.npz/.safetensors, [N, ...] in the distribution's own units) or images.")]
 Solver = Annotated[str, typer.Option(help=f"ODE solver: {', '.join(SOLVERS)}.")]
@@ -36,7 +37,7 @@ def invert(
                          check=check, use_ema=use_ema, overwrite=overwrite)
     con = plain_console()
     con.print(f"wrote {r['n']} source points ({r['source']}) to {r['out']} ({r['solver']}, "
-              f"{r['steps']} steps backwards, {r['nfe']:g} NFE per point)")
+              f"{plural(r['steps'], 'step')} backwards, {r['nfe']:g} NFE per point)")
     if r["round_trip"]:
         t = Table(title=f"round trip (invert, then generate) on {r['round_trip_n']} inputs: "
                         "RMS error per coordinate, model units", title_justify="left")
@@ -62,8 +63,9 @@ def translate(
     """Map inputs from the flow's source to its data (e.g. digits 3 -> 7), keeping file names."""
     r = transport.translate(ckpt, input, out, solver=solver, steps=steps, rtol=rtol,
                             atol=atol, use_ema=use_ema, overwrite=overwrite)
-    plain_console().print(f"translated {r['n']} point(s) in {len(r['files'])} file(s) into "
-                    f"{r['out']} ({r['solver']}, {r['steps']} steps, {r['nfe']:g} NFE); "
+    plain_console().print(f"translated {plural(r['n'], 'point')} in "
+                    f"{plural(len(r['files']), 'file')} into "
+                    f"{r['out']} ({r['solver']}, {plural(r['steps'], 'step')}, {r['nfe']:g} NFE); "
                     f"picture {r['picture']}")
 
 
@@ -81,4 +83,4 @@ def interpolate(
     r = transport.interpolate(ckpt, input, out, frames=frames, solver=solver, steps=steps,
                               use_ema=use_ema, overwrite=overwrite)
     plain_console().print(f"wrote {r['out']} and {r['outputs']} ({r['frames']} frames, "
-                    f"{r['solver']}, {r['steps']} steps)")
+                    f"{r['solver']}, {plural(r['steps'], 'step')})")

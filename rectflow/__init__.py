@@ -3,7 +3,7 @@
 The public API (see :mod:`rectflow.api`)::
 
     import rectflow
-    flow = rectflow.train(data="moons", steps=2000)
+    flow = rectflow.train(data="moons", train_steps=2000)
     samples = flow.sample(1000, steps=1)
 
 The conventions (time direction, shapes, names) are documented in :mod:`rectflow.core.path`.

@@ -1,7 +1,7 @@
 """The Python API: the same stages as the CLI, with keyword options and live objects.
 
     import rectflow
-    flow = rectflow.train(data="moons", steps=2000, out="runs/rf1")   # -> Flow
+    flow = rectflow.train(data="moons", train_steps=2000, out="runs/rf1")   # -> Flow
     x = flow.sample(1000, steps=4)                                   # tensor, data units
     pairs = flow.couple(n=50_000, out="runs/pairs1")                  # -> PairsManifest
     rf2 = rectflow.reflow(pairs="runs/pairs1", out="runs/rf2")
@@ -9,13 +9,19 @@
     report = rectflow.evaluate(rf2)                                  # -> EvalReport
     table = rectflow.compare([flow, rf2, student], out="runs/compare")
 
-Options are the ones of :mod:`rectflow.options` (``steps``, ``batch_size``, ``lr``, ...), given
-as keywords. Progress goes to ``callback`` when given, else to the ``rectflow`` logger (INFO),
-so nothing is lost silently. Bring your own network with ``model=net``: it is called as
+Options are the ones of :mod:`rectflow.options` (``train_steps``, ``batch_size``, ``lr``, ...),
+given as keywords, with the CLI's names: ``train_steps`` counts optimizer steps, ``steps``
+solver steps (the old ``steps=`` of train, reflow and distill still works, with a
+FutureWarning). ``threads=`` fixes the CPU threads as ``--threads`` does (default: measured,
+see :mod:`rectflow.threads`). By default a bar (tqdm: a terminal or Jupyter) shows progress on
+stderr and one line says each stage's result (:mod:`rectflow.progress`); ``progress=False``
+turns that off, and ``callback`` receives the events instead. Events also go to the
+``rectflow`` logger (INFO). Bring your own network with ``model=net``: it is called as
 ``net(x, t)``, saved as safetensors, and loaded back with ``rectflow.load(path, model=net)``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -24,13 +30,15 @@ import torch
 
 from . import smoke
 from .core.guidance import Guided, check_guidance
+from .machine import threads as thread_policy
 from .stages import train as stages
 from .stages.sample import sample_labels
 from .records.checkpoint import Checkpoint, kind_of
 from .data import Normalization
 from .errors import UserError
 from .objectives.diffusion import ancestral_samples, check_sampler
-from .options import CoupleConfig, EvalConfig, for_kind
+from .options import CoupleConfig, EvalConfig, for_kind, renamed_options
+from .progress import Progress, model_line, report_line
 from .records import EvalReport, PairsManifest, RunCard
 
 logger = logging.getLogger("rectflow")
@@ -45,6 +53,25 @@ def log_progress(event: dict) -> None:
                     event["loss"], event["samples_per_s"])
     elif kind in ("start", "save", "shard", "complete"):
         logger.info("%s %s", kind, {k: v for k, v in event.items() if k != "event"})
+    elif kind == "note":
+        logger.info("%s", event["text"])
+
+
+@contextlib.contextmanager
+def shown(label: str, callback: Callback | None, progress: bool, threads: int | None = None):
+    """The callback of one API call: the caller's, else a :class:`~rectflow.progress.Progress`
+    (``progress=True``), else the logger. Sets ``threads`` when given. Yields ``(callback,
+    done)``: ``done(line)`` ends the bars with the call's result line."""
+    if threads is not None:
+        thread_policy.configure(threads)
+    if callback is not None or not progress:
+        yield callback or log_progress, lambda line: None
+        return
+    bar = Progress(label, log=log_progress)
+    try:
+        yield bar, bar.end
+    finally:
+        bar.end(None)   # an error still closes the bar (its line was said by the error)
 
 
 class Flow:
@@ -99,12 +126,15 @@ class Flow:
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
 
     def couple(self, out: str | Path, *, overwrite: bool = False,
-               callback: Callback | None = None, **options) -> PairsManifest | None:
+               callback: Callback | None = None, progress: bool = True,
+               threads: int | None = None, **options) -> PairsManifest | None:
         """Write a coupling dataset of (x0, z1) pairs from this model (see ``couple``)."""
         cfg = for_kind(CoupleConfig, "couple", self.card.kind, {"use_ema": self.ema, **options})
-        return stages.couple(self.path, out, cfg, overwrite=overwrite,
-                             callback=callback or log_progress,
-                             model=self.model if self.card.is_custom else None)
+        with shown("couple", callback, progress, threads) as (cb, done):
+            manifest = stages.couple(self.path, out, cfg, overwrite=overwrite, callback=cb,
+                                     model=self.model if self.card.is_custom else None)
+            done(f"couple done: {out} ({manifest.n} pairs)" if manifest is not None else None)
+        return manifest
 
 
 def load(path: str | Path, *, model: torch.nn.Module | None = None, ema: bool = True,
@@ -121,15 +151,18 @@ def train(data: str = "moons", *, out: str | Path | None = None,
           model: torch.nn.Module | dict | None = None, coupling: str = "independent",
           data_root: str | None = None, download: bool = False, resolution: int | None = None,
           channels: int | None = None, resume: bool = False, overwrite: bool = False,
-          evaluate: bool = True, eval_n: int | None = None,
-          callback: Callback | None = None, **options) -> Flow:
+          evaluate: bool = True, eval_n: int | None = None, threads: int | None = None,
+          progress: bool = True, callback: Callback | None = None, **options) -> Flow:
     """Train a 1-rectified flow on ``data`` (a name, a folder of images, an array file).
     ``out`` defaults to ``checkpoints/<data>/rf1``."""
+    options = renamed_options(options, "rectflow.train", stacklevel=2)
     out = Path(out) if out is not None else _default_out(Path(str(data)).stem, "rf1")
-    ck = stages.train(out, data, data_root=data_root, download=download, resolution=resolution,
-                      channels=channels, coupling=coupling, model=model, options=options,
-                      resume=resume, overwrite=overwrite, callback=callback or log_progress,
-                      evaluate=evaluate, eval_n=eval_n)
+    with shown("train", callback, progress, threads) as (cb, done):
+        ck = stages.train(out, data, data_root=data_root, download=download,
+                          resolution=resolution, channels=channels, coupling=coupling,
+                          model=model, options=options, resume=resume, overwrite=overwrite,
+                          callback=cb, evaluate=evaluate, eval_n=eval_n)
+        done(model_line(ck.path))
     return Flow(ck.path, model=model if isinstance(model, torch.nn.Module) else None)
 
 
@@ -139,28 +172,35 @@ def _pairs_path(pairs) -> Path:
 
 def reflow(pairs: str | Path, *, out: str | Path | None = None, init: str | Path | None = None,
            model: torch.nn.Module | None = None, resume: bool = False, overwrite: bool = False,
-           evaluate: bool = True, eval_n: int | None = None, callback: Callback | None = None,
-           **options) -> Flow:
+           evaluate: bool = True, eval_n: int | None = None, threads: int | None = None,
+           progress: bool = True, callback: Callback | None = None, **options) -> Flow:
     """Train the next round on ``pairs`` (a folder written by ``couple``), starting from the
     teacher's weights. ``out`` defaults to ``<pairs' folder>/../reflow``."""
+    options = renamed_options(options, "rectflow.reflow", stacklevel=2)
     pairs = _pairs_path(pairs)
     out = Path(out) if out is not None else pairs.parent / "reflow"
-    ck = stages.reflow(pairs, out, init=init, options=options, resume=resume,
-                       overwrite=overwrite, callback=callback or log_progress, evaluate=evaluate,
-                       eval_n=eval_n, model=model)
+    with shown("reflow", callback, progress, threads) as (cb, done):
+        ck = stages.reflow(pairs, out, init=init, options=options, resume=resume,
+                           overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
+                           model=model)
+        done(model_line(ck.path))
     return Flow(ck.path, model=model)
 
 
 def distill(pairs: str | Path, *, k: int = 1, out: str | Path | None = None,
             init: str | Path | None = None, model: torch.nn.Module | None = None,
             resume: bool = False, overwrite: bool = False, evaluate: bool = True,
-            eval_n: int | None = None, callback: Callback | None = None, **options) -> Flow:
+            eval_n: int | None = None, threads: int | None = None, progress: bool = True,
+            callback: Callback | None = None, **options) -> Flow:
     """Train a ``k``-step student on ``pairs``. ``out`` defaults to ``<pairs>/../distill``."""
+    options = renamed_options(options, "rectflow.distill", stacklevel=2)
     pairs = _pairs_path(pairs)
     out = Path(out) if out is not None else pairs.parent / "distill"
-    ck = stages.distill(pairs, out, k=k, init=init, options=options, resume=resume,
-                        overwrite=overwrite, callback=callback or log_progress,
-                        evaluate=evaluate, eval_n=eval_n, model=model)
+    with shown("distill", callback, progress, threads) as (cb, done):
+        ck = stages.distill(pairs, out, k=k, init=init, options=options, resume=resume,
+                            overwrite=overwrite, callback=cb, evaluate=evaluate,
+                            eval_n=eval_n, model=model)
+        done(model_line(ck.path))
     return Flow(ck.path, model=model)
 
 
@@ -169,22 +209,28 @@ def _path_of(flow: Flow | str | Path) -> Path:
 
 
 def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
+             threads: int | None = None, progress: bool = True,
              callback: Callback | None = None, **options) -> EvalReport:
     """Quality at several step counts (with the NFE each took), an adaptive reference and the
     path metrics of one model, as an :class:`~rectflow.records.EvalReport`."""
     cfg = for_kind(EvalConfig, "compare", kind_of(_path_of(flow)), options)
     model = flow.model if isinstance(flow, Flow) and flow.card.is_custom else None
     from .analysis.evaluate import evaluate_checkpoint
-    return evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=callback or log_progress,
-                               model=model)
+    with shown("eval", callback, progress, threads) as (cb, done):
+        report = evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=cb, model=model)
+        done(f"eval {_path_of(flow)}: {report_line(report)}")
+    return report
 
 
 def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
+            threads: int | None = None, progress: bool = True,
             callback: Callback | None = None, **options) -> dict:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
     into ``out`` and return the comparison."""
     from .analysis.compare import compare as run_compare
     flows = list(flows)
     cfg = for_kind(EvalConfig, "compare", kind_of(*map(_path_of, flows)), options)
-    return run_compare([_path_of(f) for f in flows], out, cfg,
-                       callback=callback or log_progress)
+    with shown("compare", callback, progress, threads) as (cb, done):
+        result = run_compare([_path_of(f) for f in flows], out, cfg, callback=cb)
+        done(f"compare done: {out}")
+    return result

@@ -149,7 +149,7 @@ SOLVERS = ("euler", "heun", "rk4", "dopri5")
 FIXED_SOLVERS = ("euler", "heun", "rk4")
 
 TRAIN = (
-    Opt("steps", int, 3000, "Optimizer steps.", lo=1, hi=BIG, flag="--train-steps"),
+    Opt("train_steps", int, 3000, "Optimizer steps.", lo=1, hi=BIG),
     Opt("batch_size", int, 2048, "Global batch of one optimizer step (split over processes).",
         lo=1, hi=10**7),
     Opt("lr", float, 1e-3, "Adam learning rate (default: train 3e-3 on vectors, 1e-3 on "
@@ -298,8 +298,8 @@ EvalConfig = _config_class("EvalConfig", EVAL, "Options of eval and compare.")
 # Stage defaults that differ from the option's own (reflow: 2-RF++'s U-shaped t, a lower lr).
 STAGE_DEFAULTS: dict[str, dict] = {
     "train": {},
-    "reflow": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "u-shaped", "a": 4.0}},
-    "distill": {"steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "grid", "k": 1},
+    "reflow": {"train_steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "u-shaped", "a": 4.0}},
+    "distill": {"train_steps": 2000, "lr": 3e-4, "warmup": 0, "time_dist": {"kind": "grid", "k": 1},
                 "label_dropout": 0.0},   # a student bakes in its pairs' guidance
 }
 
@@ -348,8 +348,9 @@ def kind_defaults(kind: str | None, section: str) -> dict:
 
 # CPU threads of torch and BLAS for one command (rectflow.machine.threads.configure); not a stage
 # option: it changes speed, not results, so it is not recorded with a run.
-THREADS = Opt("threads", int | None, None, "CPU threads of torch and BLAS (default: the "
-              "machine's cores, or OMP_NUM_THREADS when set).", lo=1, hi=4096)
+THREADS = Opt("threads", int | None, None, "CPU threads of torch and BLAS (default: "
+              "OMP_NUM_THREADS when set, else 1 or the machine's cores, whichever the first "
+              "training steps measure faster).", lo=1, hi=4096)
 
 
 def table_of(cls_or_table) -> dict[str, Opt]:
@@ -358,12 +359,44 @@ def table_of(cls_or_table) -> dict[str, Opt]:
     return {o.name: o for o in table}
 
 
+# Options of TrainConfig that had another name before (old -> new): the old name is still
+# read, with one deprecation line where the user wrote it (records are upgraded silently).
+# "steps" now means solver steps only (sample, eval, couple); optimizer steps are train_steps,
+# as the CLI's --train-steps always said.
+RENAMED = {"steps": "train_steps"}
+
+
+def renamed_options(options: dict | None, where: str = "options", stacklevel: int = 2,
+                    warn: bool = True) -> dict | None:
+    """``options`` (of train, reflow or distill) with old option names replaced by the new
+    ones (:data:`RENAMED`), saying so once per name as a FutureWarning unless ``warn`` is
+    False. Giving both names is refused."""
+    if not options or not any(old in options for old in RENAMED):
+        return options
+    out = dict(options)
+    for old, new in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise UserError(f"{where}: give {new} only ({old} is its old name)")
+        out[new] = out.pop(old)
+        if warn:
+            import warnings
+            warnings.warn(f"{where}: {old!r} is now {new!r} (optimizer steps; {old!r} will "
+                          "stop working in a later release)", FutureWarning,
+                          stacklevel=stacklevel + 1)
+    return out
+
+
 def resolve(cls, *layers: dict | None, where: tuple[str, ...] = ()):
     """Build a ``cls`` config from layers, most important first; a key missing or ``None`` in
     one layer is taken from the next. Unknown keys are refused (``where`` names each layer
-    for the message)."""
+    for the message); a :class:`TrainConfig` layer may use an old name (:data:`RENAMED`)."""
     known = table_of(cls)
     values: dict = {}
+    if cls is TrainConfig:
+        layers = tuple(renamed_options(layer, where[i] if i < len(where) else "options",
+                                       stacklevel=3) for i, layer in enumerate(layers))
     for i, layer in enumerate(layers):
         for k, v in (layer or {}).items():
             if k not in known:
@@ -393,6 +426,7 @@ def train_config(stage: str = "train", *layers: dict | None, where: tuple[str, .
     objective = next((layer["objective"] for layer in layers
                       if layer and layer.get("objective") is not None), "flow")
     recipe = RECIPES.get((kind or "", objective, stage), {})
+    where = (*where, *("options",) * (len(layers) - len(where)))   # unnamed layers: options
     return resolve(TrainConfig, *layers, recipe, kind_defaults(kind, stage),
                    STAGE_DEFAULTS[stage],
                    where=(*where, f"{kind} {objective} recipe", f"{kind} defaults",

@@ -9,7 +9,7 @@ import os
 import sys
 
 ENV = "RECTFLOW_SMOKE"
-CAPS = {"TrainConfig": {"steps": 4, "batch_size": 64},
+CAPS = {"TrainConfig": {"train_steps": 4, "batch_size": 64},
         "CoupleConfig": {"n": 256, "steps": 4, "ot_subsample": 64},
         "EvalConfig": {"n": 64, "seeds": 1, "path_steps": 8, "ot_subsample": 64,
                        "image_w2_subsample": 64, "adaptive": False},
@@ -23,7 +23,7 @@ def on() -> bool:
     if active and not _said:
         _said.append(True)
         print(f"rectflow: {ENV} is set: budgets capped to tiny values (train steps "
-              f"{CAPS['TrainConfig']['steps']}, pairs {CAPS['CoupleConfig']['n']}, eval n "
+              f"{CAPS['TrainConfig']['train_steps']}, pairs {CAPS['CoupleConfig']['n']}, eval n "
               f"{CAPS['EvalConfig']['n']} on one seed without dopri5, samples "
               f"{CAPS['samples']}); figures are meaningless", file=sys.stderr)
     return active

@@ -32,7 +32,7 @@ def point_cloud(path: Path, n: int = 200, dim: int = 2, seed: int = 0) -> Path:
 
 
 def tiny_checkpoint(out: Path, data: Path, steps: int = 20) -> Path:
-    cfg = TrainConfig(steps=steps, batch_size=64, lr=1e-2, warmup=0, save_every=steps,
+    cfg = TrainConfig(train_steps=steps, batch_size=64, lr=1e-2, warmup=0, save_every=steps,
                       log_every=5)
     return stages.train(out, str(data), model=TINY_MODEL, options=cfg, evaluate=False).path
 
@@ -44,9 +44,9 @@ def small_pairs(teacher: Path, out: Path, n: int = 1024, shard_size: int = 256) 
 
 
 def flags(**kw) -> list[str]:
-    """Training options as CLI flags (``steps`` is ``--train-steps`` on the command line)."""
+    """Training options as CLI flags."""
     return [a for k, v in kw.items()
-            for a in ("--train-steps" if k == "steps" else f"--{k.replace('_', '-')}", str(v))]
+            for a in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def edit_json(path: Path, **changes) -> None:

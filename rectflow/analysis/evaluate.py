@@ -24,6 +24,7 @@ import torch
 from ..records.checkpoint import Checkpoint
 from ..data import Dataset, load_dataset
 from ..errors import UserError
+from ..progress import plural
 from ..core.metrics import MMD_BANDWIDTHS, mmd, w2
 from ..options import EvalConfig
 from ..records import EvalReport
@@ -164,6 +165,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             raise UserError(f"output {target} lies inside the model folder {ck.path}, an input; "
                             "write the report elsewhere")
     emit = callback or (lambda e: None)
+    if not own and ck.card.unfinished(ck.path):   # a stopped run's model: say so, once
+        emit({"event": "note", "text": ck.card.unfinished(ck.path)})
     dataset = load_dataset(ck.card.data, "test")
     if tuple(dataset.shape) != ck.shape:
         raise UserError(f"{ck.path}: the model is for shape {list(ck.shape)} but its data now "
@@ -204,7 +207,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             sol = solve(v, x0, method=cfg.solver, steps=k, extras=ex)
             run[str(k)] = {"steps": k, "nfe": sol.nfe, **sc(sol.x), **cond.scores(sol.x, s)}
             done += 1
-            emit({"event": "progress", "done": done, "info": f"seed {s}: {cfg.solver} {k} steps"})
+            emit({"event": "progress", "done": done,
+                  "info": f"seed {s}: {cfg.solver} {plural(k, 'step')}"})
         runs.append(run)
         floors.append(sc(floor_draw(ck.card.data, dataset, cfg.n, s)))
         done += 1

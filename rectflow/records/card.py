@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from .base import Record
+from ..options import renamed_options
 from ..io.files import tensor_metadata
 
 STAGES = ("train", "reflow", "distill")
@@ -37,7 +38,7 @@ def versions() -> dict:
 @dataclass
 class RunCard(Record):
     FORMAT = "rectflow/checkpoint"
-    VERSION = 2
+    VERSION = 3   # 3: train["steps"] became train["train_steps"]
     FILENAME = "config.json"
 
     stage: str                       # train | reflow | distill
@@ -82,6 +83,8 @@ class RunCard(Record):
         d.pop("format", None)
         if version == 1:   # rectflow 0.1: no objective; its MLP/U-Net used t * 1000
             d.setdefault("objective", {"name": "flow"})
+        if version <= 2 and isinstance(d.get("train"), dict):   # "steps" is "train_steps"
+            d["train"] = renamed_options(d["train"], warn=False)
         return super().from_json(d, version)
 
     # ---------------------------------------------------------------------- weights
@@ -109,6 +112,16 @@ class RunCard(Record):
             what = f" ({', '.join(keys[:3])} differ)" if keys else " (shape differs)"
             raise CheckpointError(f"{path} holds weights of another model than its "
                                   f"{self.FILENAME} describes{what}")
+
+    def unfinished(self, where) -> str | None:
+        """One line saying a model is half-trained (its run stopped before its last step), for
+        whoever samples or evaluates it; None when the run completed."""
+        if self.complete:
+            return None
+        total = self.train.get("train_steps")
+        of = f" of {total}" if total else ""
+        return (f"note: {where} is half-trained ({self.steps_done}{of} steps, complete: "
+                f"false); finish it with `rectflow {self.stage} --resume --out {where}`")
 
     @property
     def is_custom(self) -> bool:

@@ -7,19 +7,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import Record
+from ..options import renamed_options
 
 
 @dataclass
 class ResolvedRun(Record):
     FORMAT = "rectflow/resolved"
-    VERSION = 1
+    VERSION = 2   # 2: [train], [reflow], [distill] "steps" became "train_steps"
     FILENAME = "resolved.json"
 
     config: dict
 
     @classmethod
     def from_json(cls, d: dict, version: int) -> "ResolvedRun":
-        return cls(config=d["config"])
+        config = d["config"]
+        if version == 1 and isinstance(config, dict):   # a wrong type is named by check()
+            config = dict(config)
+            for section in ("train", "reflow", "distill"):
+                if isinstance(config.get(section), dict):
+                    config[section] = renamed_options(config[section], warn=False)
+        return cls(config=config)
 
 
 @dataclass

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ..training.pairs import COUPLINGS
 from ..errors import OptionError, UserError
-from ..options import (CoupleConfig, EvalConfig, Opt, TrainConfig, kind_defaults, resolve as resolve_options, table_of, train_config as stage_config)
+from ..options import (CoupleConfig, EvalConfig, Opt, TrainConfig, kind_defaults,
+                       renamed_options, resolve as resolve_options, table_of,
+                       train_config as stage_config)
 
 SECTIONS = ("train", "couple", "reflow", "distill", "compare")
 TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
@@ -33,58 +35,58 @@ TOP = {"data": str, "data_root": str | None, "download": bool, "model": dict,
 # 3 minutes and digits under 30 minutes of wall time; much longer when other jobs share the cores); GPU presets are
 # starting points for `accelerate launch` and need --data-root. The 2-D pairs use RK4 with 16
 # steps: a 1-RF's paths are smooth in t, and its pairs move by less than the W2 floor.
-_TOY_2D = {"train": {"steps": 1500}, "couple": {"n": 50_000, "steps": 16},
-           "reflow": {"steps": 1000}, "distill": {"steps": 800}, "compare": {"n": 1000}}
+_TOY_2D = {"train": {"train_steps": 1500}, "couple": {"n": 50_000, "steps": 16},
+           "reflow": {"train_steps": 1000}, "distill": {"train_steps": 800}, "compare": {"n": 1000}}
 PRESETS: dict[str, dict] = {
     **{name: {"data": name, **_TOY_2D} for name in ("moons", "8gaussians", "checkerboard")},
     # rf1..distill plus a diffusion baseline with rf1's budget and rf2d reflowed from its pairs
     "moons-diffusion": {"data": "moons", **_TOY_2D, "with_diffusion": True},
     # sizes only: batch, lr, model and evaluation come from the image recipe
     # (options.KIND_DEFAULTS["image"], models.unet_recipe)
-    "digits": {"data": "digits", "train": {"steps": 2000}, "couple": {"n": 5000, "steps": 8},
-               "reflow": {"steps": 1000}, "distill": {"steps": 1000}},
+    "digits": {"data": "digits", "train": {"train_steps": 2000}, "couple": {"n": 5000, "steps": 8},
+               "reflow": {"train_steps": 1000}, "distill": {"train_steps": 1000}},
     # rf1, rf2, rf3 and the student at batch 512, beside MeanFlow from scratch (mf1) and on
     # round-2 pairs (mf2) at the same total of training steps, teachers' included
     "moons-meanflow": {"data": "moons", "with_meanflow": True,
-                       "train": {"steps": 1500, "batch_size": 512},
-                       "couple": {"n": 20_000}, "reflow": {"steps": 1000, "batch_size": 512},
-                       "distill": {"steps": 1000, "batch_size": 512},
+                       "train": {"train_steps": 1500, "batch_size": 512},
+                       "couple": {"n": 20_000}, "reflow": {"train_steps": 1000, "batch_size": 512},
+                       "distill": {"train_steps": 1000, "batch_size": 512},
                        "compare": {"n": 1000, "steps": [1, 2, 4, 100], "adaptive": False}},
     # the MeanFlow comparison on images: digits with the image recipe, beside mf1 and mf2
-    "digits-meanflow": {"data": "digits", "with_meanflow": True, "train": {"steps": 2000},
-                        "couple": {"n": 5000, "steps": 8}, "reflow": {"steps": 1000},
-                        "distill": {"steps": 1000}},
+    "digits-meanflow": {"data": "digits", "with_meanflow": True, "train": {"train_steps": 2000},
+                        "couple": {"n": 5000, "steps": 8}, "reflow": {"train_steps": 1000},
+                        "distill": {"train_steps": 1000}},
     # class-conditional digits: labels through every stage, pairs solved with guidance 1.5
     # (baked into rf2, rf3 and the student), compared at guidance 0, 1 and 2
     "digits-cond": {"data": "digits", "model": {"width": 16},
-                    "train": {"steps": 2000, "batch_size": 128, "save_every": 500,
+                    "train": {"train_steps": 2000, "batch_size": 128, "save_every": 500,
                               "conditional": True},
                     "couple": {"n": 5000, "steps": 8, "batch_size": 1000, "guidance": 1.5},
-                    "reflow": {"steps": 1000, "batch_size": 128, "save_every": 500},
-                    "distill": {"steps": 1000, "batch_size": 128, "save_every": 500},
+                    "reflow": {"train_steps": 1000, "batch_size": 128, "save_every": 500},
+                    "distill": {"train_steps": 1000, "batch_size": 128, "save_every": 500},
                     "compare": {"n": 500, "path_steps": 32, "reference_rtol": 1e-3,
                                 "reference_atol": 1e-3, "guidance": "0,1,2"}},
     "mnist": {"data": "mnist",
-              "train": {"steps": 60_000, "batch_size": 256, "lr": 2e-4, "warmup": 1000,
+              "train": {"train_steps": 60_000, "batch_size": 256, "lr": 2e-4, "warmup": 1000,
                         "ema_decay": 0.9999, "mixed_precision": "bf16", "save_every": 5000},
               "couple": {"n": 200_000, "solver": "heun", "steps": 18, "batch_size": 2048},
-              "reflow": {"steps": 30_000, "batch_size": 256, "lr": 1e-4,
+              "reflow": {"train_steps": 30_000, "batch_size": 256, "lr": 1e-4,
                          "loss": "pseudo-huber", "ema_decay": 0.9999,
                          "mixed_precision": "bf16", "save_every": 5000},
-              "distill": {"steps": 20_000, "batch_size": 256, "lr": 1e-4,
+              "distill": {"train_steps": 20_000, "batch_size": 256, "lr": 1e-4,
                           "loss": "pseudo-huber", "ema_decay": 0.9999,
                           "mixed_precision": "bf16", "save_every": 5000},
               "compare": {"n": 10_000, "image_w2_subsample": 1000, "reference_rtol": 1e-3,
                           "reference_atol": 1e-3}},
     "cifar10": {"data": "cifar10",
-                "train": {"steps": 400_000, "batch_size": 128, "lr": 2e-4, "warmup": 5000,
+                "train": {"train_steps": 400_000, "batch_size": 128, "lr": 2e-4, "warmup": 5000,
                           "ema_decay": 0.9999, "mixed_precision": "bf16",
                           "save_every": 10_000},
                 "couple": {"n": 1_000_000, "solver": "heun", "steps": 18, "batch_size": 2048},
-                "reflow": {"steps": 200_000, "batch_size": 256, "lr": 1e-4,
+                "reflow": {"train_steps": 200_000, "batch_size": 256, "lr": 1e-4,
                            "loss": "pseudo-huber", "ema_decay": 0.9999,
                            "mixed_precision": "bf16", "save_every": 10_000},
-                "distill": {"steps": 100_000, "batch_size": 256, "lr": 1e-4,
+                "distill": {"train_steps": 100_000, "batch_size": 256, "lr": 1e-4,
                             "loss": "pseudo-huber", "ema_decay": 0.9999,
                             "mixed_precision": "bf16", "save_every": 10_000},
                 "compare": {"n": 10_000, "image_w2_subsample": 1000,
@@ -128,6 +130,8 @@ def _apply(base: dict, overrides: dict, source: str) -> None:
             if not isinstance(value, dict):
                 raise UserError(f"{source}: [{key}] must be a table of options")
             opts = option_table(key)
+            if key in ("train", "reflow", "distill"):
+                value = renamed_options(value, f"{source}: [{key}]", stacklevel=4)
             for name, v in value.items():
                 if name not in opts:
                     raise UserError(f"{source}: [{key}] has no option {name!r} "

@@ -118,15 +118,16 @@ def _stage_runner(name: str, out: Path, cfg: dict, cb: Callback | None):
             resume=_started(d / name), overwrite=_orphan(d / name), callback=cb,
             evaluate=False)
     if name == "mf1":
-        total = sum(presets.train_config(cfg, s).steps for s in ("train", "reflow", "distill"))
-        options = presets.train_config(cfg).replace(objective="meanflow", steps=total)
+        total = sum(presets.train_config(cfg, s).train_steps
+                    for s in ("train", "reflow", "distill"))
+        options = presets.train_config(cfg).replace(objective="meanflow", train_steps=total)
         return lambda: stages.train(
             d / name, cfg["data"], data_root=cfg["data_root"], download=cfg["download"],
             model=cfg["model"], options=options, resume=_started(d / name),
             overwrite=_orphan(d / name), callback=cb, evaluate=False)
     if name == "mf2":
         options = presets.train_config(cfg, "reflow").replace(
-            objective="meanflow", steps=presets.train_config(cfg, "distill").steps)
+            objective="meanflow", train_steps=presets.train_config(cfg, "distill").train_steps)
         return lambda: stages.reflow(d / "pairs2", d / name, options=options,
                                      resume=_started(d / name), overwrite=_orphan(d / name),
                                      callback=cb, evaluate=False)

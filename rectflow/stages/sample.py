@@ -12,6 +12,7 @@ from ..records.checkpoint import Checkpoint
 from ..data import Normalization
 from ..data.images import UINT8_NORMALIZATION
 from ..errors import UserError
+from ..progress import plural
 from ..core.seeding import noise
 from ..objectives.diffusion import ancestral_samples, check_sampler
 from ..core.seeding import generator
@@ -96,10 +97,12 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     if y is not None:
         write_npy(out.with_suffix(".labels.npy"), y)
     pic = save_samples_picture(x if is_image else raw, picture, is_image,
-                               title=f"{ck.path.name}: {solver}, {steps} steps, {sol.nfe:g} NFE",
+                               title=f"{ck.path.name}: {solver}, {plural(steps, 'step')}, "
+                                     f"{sol.nfe:g} NFE",
                                per_row=per_class(y))
     return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
-            "steps": steps, "shape": list(raw.shape), "sampler": solver}
+            "steps": steps, "shape": list(raw.shape), "sampler": solver,
+            "note": ck.card.unfinished(ck.path)}
 
 
 def pick_classes(card, classes) -> list[int]:

@@ -39,6 +39,7 @@ from ..core.seeding import derive_seed
 from ..data.sources import Source, card_source, data_ot, teacher_source
 from ..training.loop import check_run, fit
 from ..machine.accelerator import make_accelerator
+from ..progress import plural
 
 Callback = Callable[[dict], None]
 Options = TrainConfig | dict | None
@@ -70,8 +71,9 @@ def _resumed_config(card: RunCard, options: Options, file_options: dict | None) 
     """On resume the saved settings fill whatever the caller did not set."""
     cfg = train_config(card.stage, _given(options), card.train, file_options,
                        where=("options", "saved run", "config file"))
-    if cfg.steps < card.steps_done:
-        raise UserError(f"steps {cfg.steps} is below the {card.steps_done} steps already done")
+    if cfg.train_steps < card.steps_done:
+        raise UserError(f"train_steps {cfg.train_steps} is below the "
+                        f"{plural(card.steps_done, 'step')} already done")
     fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
                          "pair_drop", "source")
              if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]

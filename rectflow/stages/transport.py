@@ -31,6 +31,7 @@ from ..options import COUPLE, table_of
 from ..io.files import atomic_write_bytes
 from ..core.solvers import solve
 from ..data.sources import Source, describe
+from ..progress import plural
 
 ROUND_TRIP = (("euler", 1), ("euler", 4), ("euler", 16), ("rk4", 4), ("rk4", 16),
               ("dopri5", None))
@@ -137,7 +138,7 @@ def translate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path, *
             atomic_write_bytes(folder / it.name, encode(it, y, target, image))
         _pair_picture(ck, x0, sol.x, folder / GRID_NAME,
                       f"{describe(ck.card.source)} -> {describe(ck.card.data)}: "
-                      f"{solver}, {steps} steps")
+                      f"{solver}, {plural(steps, 'step')}")
 
     with io.FolderLock(out):
         if overwrite:

@@ -35,6 +35,7 @@ from ..objectives import Objective, build_objective
 from ..options import TrainConfig
 from ..records import RunCard
 from ..core.seeding import derive_seed, generator
+from ..machine import threads
 
 Callback = Callable[[dict], None]
 
@@ -147,7 +148,7 @@ class TrainLog:
         self.path, self.acc, self.cfg, self.emit = out / "metrics.jsonl", acc, cfg, emit
         self.pending: list[torch.Tensor] = []
         self.last, self.t_last = start, time.perf_counter()
-        self.summary: dict = {"start_step": start, "steps": cfg.steps}
+        self.summary: dict = {"start_step": start, "steps": cfg.train_steps}
         if acc.is_main_process:
             self._truncate(start)
 
@@ -178,7 +179,7 @@ class TrainLog:
                 f.write(json.dumps(rec) + "\n")
         if self.cfg.log_with:
             self.acc.log({"loss": rec["loss"], "lr": lr}, step=step)
-        self.emit({"event": "step", "steps": self.cfg.steps, **rec})
+        self.emit({"event": "step", "steps": self.cfg.train_steps, **rec})
         self.pending, self.last, self.t_last = [], step, time.perf_counter()
         self.summary.update(final_loss=rec["loss"], samples_per_s=rate)
 
@@ -192,11 +193,11 @@ def _step_of(line: str) -> int | None:
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up to ``lr``, then constant or a cosine decay towards 0 (reached one step
-    after the last, ``cfg.steps``, so no step runs at lr 0). ``step`` counts from 1."""
+    after the last, ``cfg.train_steps``, so no step runs at lr 0). ``step`` counts from 1."""
     if cfg.warmup and step < cfg.warmup:
         return cfg.lr * step / cfg.warmup
-    if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
-        done = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup + 1))
+    if cfg.lr_schedule == "cosine" and cfg.train_steps > cfg.warmup:
+        done = min(1.0, (step - cfg.warmup) / (cfg.train_steps - cfg.warmup + 1))
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
     return cfg.lr
 
@@ -255,7 +256,7 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     objective = build_objective(cfg, source.shape)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
-    snaps = Snapshots(out, card, acc, cfg.steps)
+    snaps = Snapshots(out, card, acc, cfg.train_steps)
     start = snaps.restore(model, optimizer, ema) if resume else 0
     model, optimizer = acc.prepare(model, optimizer)
     ema.shadow = {k: v.to(acc.device) for k, v in ema.shadow.items()}
@@ -271,28 +272,36 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     if cfg.log_with:
         acc.init_trackers("rectflow", config={k: str(v) for k, v in cfg.to_json().items()})
     meta = {"seed": cfg.seed, "world": acc.num_processes}
-    emit({"event": "start", "step": start, "steps": cfg.steps})
+    emit({"event": "start", "step": start, "steps": cfg.train_steps})
     model.train()
     done = start
+    # on CPU, the thread count is measured on these steps unless the user fixed it
+    tuner = threads.tuner(acc.num_processes, say=lambda text: emit({"event": "note",
+                                                                   "text": text})) \
+        if acc.device.type == "cpu" else None
+
+    def one_step(step: int) -> None:
+        log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
+        ema.update(step)
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []), \
             graceful_interrupts() as stop:
         try:
-            for step in range(start + 1, cfg.steps + 1):
+            for step in range(start + 1, cfg.train_steps + 1):
                 stop.check()   # a SIGINT/SIGTERM is acted on between steps
-                log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
-                ema.update(step)
+                threads.timed(tuner, lambda: one_step(step))
                 done = step
-                if step % cfg.log_every == 0 or step % cfg.save_every == 0 or step == cfg.steps:
+                last = step == cfg.train_steps
+                if step % cfg.log_every == 0 or step % cfg.save_every == 0 or last:
                     log.flush(step, learning_rate(cfg, step))
-                if step % cfg.save_every == 0 or step == cfg.steps:
+                if step % cfg.save_every == 0 or last:
                     snaps.save(step, model, optimizer, ema, meta)
                     emit({"event": "save", "step": step})
         except (KeyboardInterrupt, StageInterrupted) as e:
-            if done > start and not (done % cfg.save_every == 0 or done == cfg.steps):
+            if done > start and not (done % cfg.save_every == 0 or done == cfg.train_steps):
                 log.flush(done, learning_rate(cfg, done))
                 snaps.save(done, model, optimizer, ema, meta)
             raise StageInterrupted(getattr(e, "signum", signal.SIGINT), done) from None
-    if start >= cfg.steps:   # nothing left to run; still make sure the folder says complete
+    if start >= cfg.train_steps:   # nothing left to run; still make sure the folder says complete
         snaps.save(start, model, optimizer, ema, meta)
     if cfg.log_with:
         acc.end_training()

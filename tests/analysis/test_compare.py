@@ -20,7 +20,7 @@ FAST = EvalConfig(steps=(1, 2, 4), n=256, path_steps=16, reference_rtol=1e-3, re
 
 
 def small(steps):
-    return TrainConfig(steps=steps, batch_size=256, log_every=steps)
+    return TrainConfig(train_steps=steps, batch_size=256, log_every=steps)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from rectflow.training.loop import TrainConfig
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "rf1"
-    stages.train(out, "moons", options=TrainConfig(steps=60, batch_size=256, log_every=30),
+    stages.train(out, "moons", options=TrainConfig(train_steps=60, batch_size=256, log_every=30),
                  evaluate=False)
     return out
 
@@ -102,7 +102,7 @@ def test_cli_eval_prints_tables_and_rejects_bad_nfe(cli, moons_ckpt, tmp_path):
 def test_image_eval_reports_fd_from_the_cached_classifier(tmp_path, digits_features):
     root, _, info = digits_features
     ck = tmp_path / "digits"
-    stages.train(ck, "digits", options=TrainConfig(steps=4, batch_size=32), evaluate=False)
+    stages.train(ck, "digits", options=TrainConfig(train_steps=4, batch_size=32), evaluate=False)
     cfg = EvalConfig(steps=(1, 2), n=64, path_steps=4, image_w2_subsample=32,
                      reference_rtol=1e-2, reference_atol=1e-2)
     ev = evaluate_checkpoint(ck, cfg, features_dir=root)

@@ -249,7 +249,7 @@ def two_models(tmp_path_factory):
     from rectflow.options import TrainConfig
     d = tmp_path_factory.mktemp("explore-models")
     data = str(point_cloud(d / "blobs.npy", n=2000))   # a test split of >= 2 x 40 points
-    cfg = TrainConfig(steps=20, batch_size=64, lr=1e-2, warmup=0, save_every=20, log_every=5)
+    cfg = TrainConfig(train_steps=20, batch_size=64, lr=1e-2, warmup=0, save_every=20, log_every=5)
     for name, objective in (("dm", "diffusion"), ("flow", "flow")):
         stages.train(d / "models" / name, data, model=TINY_MODEL, evaluate=False,
                      options=cfg.replace(objective=objective))

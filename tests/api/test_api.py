@@ -29,7 +29,7 @@ FAST = dict(batch_size=256, log_every=10, save_every=1000, warmup=0, lr=3e-3)
 
 def test_readme_example_runs(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="rectflow")
-    flow = rectflow.train(data="moons", steps=40, out=tmp_path / "rf1", eval_n=200, **FAST)
+    flow = rectflow.train(data="moons", train_steps=40, out=tmp_path / "rf1", eval_n=200, **FAST)
     assert isinstance(flow, rectflow.Flow) and flow.card.stage == "train"
     assert any("step 40/40" in r.getMessage() for r in caplog.records)   # progress is logged
     x = flow.sample(300, steps=4)
@@ -37,9 +37,9 @@ def test_readme_example_runs(tmp_path, caplog):
     assert torch.equal(x, flow.sample(300, steps=4))                   # seeded
     pairs = flow.couple(tmp_path / "pairs", n=1024, solver="euler", steps=4, shard_size=512)
     assert isinstance(pairs, PairsManifest) and pairs.n == 1024 and pairs.nfe == 4
-    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", steps=20, eval_n=200,
+    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", train_steps=20, eval_n=200,
                           **{k: v for k, v in FAST.items() if k != "warmup"})
-    student = rectflow.distill(tmp_path / "pairs", out=tmp_path / "distill", steps=20,
+    student = rectflow.distill(tmp_path / "pairs", out=tmp_path / "distill", train_steps=20,
                                eval_n=200, batch_size=256)
     assert rf2.card.round == 2 and student.card.sample["steps"] == 1
     report = rectflow.evaluate(rf2, steps=(1, 2), n=200, seeds=2, adaptive=False)
@@ -53,7 +53,7 @@ def test_readme_example_runs(tmp_path, caplog):
 
 def test_own_module_through_every_stage(tmp_path):
     net = TinyNet()
-    flow = rectflow.train(data="8gaussians", steps=30, out=tmp_path / "rf1", model=net,
+    flow = rectflow.train(data="8gaussians", train_steps=30, out=tmp_path / "rf1", model=net,
                           evaluate=False, **FAST)
     assert flow.card.model["type"] == "custom" and flow.card.model["class"].endswith("TinyNet")
     with pytest.raises(CheckpointError, match="TinyNet"):       # says what to import
@@ -61,10 +61,10 @@ def test_own_module_through_every_stage(tmp_path):
     back = rectflow.load(tmp_path / "rf1", model=TinyNet())
     assert torch.equal(back.sample(64, steps=2), flow.sample(64, steps=2))
     back.couple(tmp_path / "pairs", n=512, steps=2, shard_size=512)
-    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", model=TinyNet(), steps=10,
-                          evaluate=False, batch_size=128)
+    rf2 = rectflow.reflow(tmp_path / "pairs", out=tmp_path / "rf2", model=TinyNet(),
+                          train_steps=10, evaluate=False, batch_size=128)
     student = rectflow.distill(tmp_path / "pairs", out=tmp_path / "d", model=TinyNet(),
-                               steps=10, evaluate=False, batch_size=128)
+                               train_steps=10, evaluate=False, batch_size=128)
     assert rf2.card.is_custom and student.sample(16).shape == (16, 2)
 
 
@@ -76,7 +76,7 @@ def test_resume_keeps_the_saved_settings_unless_given(tmp_path, cli):
     code, _, err = cli("train", "--out", out, "--resume", "--no-eval")   # nothing re-given
     assert code == 0, err
     card = RunCard.read(out)
-    assert card.train["steps"] == 20 and card.train["batch_size"] == 128
+    assert card.train["train_steps"] == 20 and card.train["batch_size"] == 128
     assert card.train["log_every"] == 4 and card.steps_done == 20
     code, _, err = cli("train", "--out", out, "--resume", "--train-steps", 28, "--no-eval")
     assert code == 0, err
@@ -91,7 +91,7 @@ def test_resume_keeps_the_saved_settings_unless_given(tmp_path, cli):
 
 def test_library_errors_name_fields_the_cli_names_flags(tmp_path, cli):
     with pytest.raises(OptionError, match=r"^batch_size must be >= 1"):
-        rectflow.train(data="moons", steps=5, batch_size=0, out=tmp_path / "x")
+        rectflow.train(data="moons", train_steps=5, batch_size=0, out=tmp_path / "x")
     code, _, err = cli("train", "--batch-size", 0, "--out", tmp_path / "y")
     assert code == 2 and "--batch-size must be >= 1" in err
     with pytest.raises(UserError, match="unknown option 'stepz'"):

@@ -41,7 +41,7 @@ def test_ctrl_c_in_the_evaluation_keeps_the_model(tmp_path, monkeypatch):
         raise KeyboardInterrupt
     monkeypatch.setattr(stages, "stage_report", interrupted)
     events = []
-    ck = stages.train(tmp_path / "rf1", "moons", options={"steps": 3}, callback=events.append)
+    ck = stages.train(tmp_path / "rf1", "moons", options={"train_steps": 3}, callback=events.append)
     assert ck.complete and not (ck.path / "eval.json").exists()
     notes = [e["text"] for e in events if e.get("event") == "note"]
     assert any("evaluation interrupted" in t and "kept" in t for t in notes)
@@ -50,8 +50,8 @@ def test_ctrl_c_in_the_evaluation_keeps_the_model(tmp_path, monkeypatch):
 def test_the_image_pipeline_runs_on_a_png_folder_with_default_options(tmp_path):
     from rectflow.stages import run as pipeline
     pics = _folder(tmp_path / "pics")
-    sizes = {"data": str(pics), "train": {"steps": 4}, "couple": {"n": 48, "eval_chunk": 16},
-             "reflow": {"steps": 2}, "distill": {"steps": 2},
+    sizes = {"data": str(pics), "train": {"train_steps": 4}, "couple": {"n": 48, "eval_chunk": 16},
+             "reflow": {"train_steps": 2}, "distill": {"train_steps": 2},
              "compare": {"n": 16, "steps": [1, 2], "path_steps": 4}}
     record = pipeline.run("digits", tmp_path / "run", overrides=sizes)
     resolved = json.loads((tmp_path / "run" / "resolved.json").read_text())["config"]

@@ -187,10 +187,10 @@ def test_trained_on_moons_ode_and_ancestral_agree():
 
 # ------------------------------------------------------------------------ through the stages
 TINY_RUN = """
-train = { steps = 40, batch_size = 256, save_every = 40 }
+train = { train_steps = 40, batch_size = 256, save_every = 40 }
 couple = { n = 1024, steps = 8 }
-reflow = { steps = 20, batch_size = 256 }
-distill = { steps = 20, batch_size = 256 }
+reflow = { train_steps = 20, batch_size = 256 }
+distill = { train_steps = 20, batch_size = 256 }
 compare = { n = 256, steps = [1, 4], seeds = 1, path_steps = 16, adaptive = false }
 """
 

@@ -47,7 +47,7 @@ def test_train_sample_and_eval_meanflow_at_one_step(cli, blobs, tmp_path):
     code, stdout, err = cli("sample", "--ckpt", out, "--n", "200", "--seed", "3",
                             "--out", tmp_path / "s.npy")
     assert code == 0, err
-    assert "1 steps, 1 NFE" in " ".join(stdout.split())
+    assert "1 step, 1 NFE" in " ".join(stdout.split())
     got = np.load(tmp_path / "s.npy", allow_pickle=False)
     net = Checkpoint(out).load_model()
     x0 = noise(200, (2,), 3, "sample-noise")
@@ -142,15 +142,15 @@ def test_interval_flag_is_additive(shape):
 def test_pair_drop_is_refused_for_fresh_pairs(blobs, tmp_path):
     with pytest.raises(UserError, match="pair_drop"):
         stages.train(tmp_path / "x", str(blobs), model=TINY_MODEL,
-                     options=TrainConfig(steps=2, batch_size=8, pair_drop=0.1), evaluate=False)
+                     options=TrainConfig(train_steps=2, batch_size=8, pair_drop=0.1), evaluate=False)
 
 
 def test_pipeline_with_meanflow_compares_it_beside_the_rounds(tmp_path, cli):
     """`rectflow run` with with_meanflow: MeanFlow from scratch (mf1) at the total training
     steps of rf1 + rf2 + distill, and on round-2 pairs (mf2) at the student's, in one table."""
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text("[train]\nsteps = 30\nbatch_size = 256\n[couple]\nn = 1024\nsteps = 4\n"
-                   "[reflow]\nsteps = 20\nbatch_size = 256\n[distill]\nsteps = 10\n"
+    cfg.write_text("[train]\ntrain_steps = 30\nbatch_size = 256\n[couple]\nn = 1024\nsteps = 4\n"
+                   "[reflow]\ntrain_steps = 20\nbatch_size = 256\n[distill]\ntrain_steps = 10\n"
                    "batch_size = 256\n[compare]\nn = 256\nsteps = [1, 2]\nseeds = 2\n"
                    "path_steps = 8\nadaptive = false\n")
     code, _, err = cli("run", "--preset", "moons-meanflow", "--config", cfg,
@@ -158,8 +158,8 @@ def test_pipeline_with_meanflow_compares_it_beside_the_rounds(tmp_path, cli):
     assert code == 0, err
     run = tmp_path / "run"
     mf1, mf2 = (json.loads((run / m / "config.json").read_text()) for m in ("mf1", "mf2"))
-    assert mf1["objective"]["name"] == "meanflow" and mf1["train"]["steps"] == 30 + 20 + 10
-    assert mf2["objective"]["name"] == "meanflow" and mf2["train"]["steps"] == 10
+    assert mf1["objective"]["name"] == "meanflow" and mf1["train"]["train_steps"] == 30 + 20 + 10
+    assert mf2["objective"]["name"] == "meanflow" and mf2["train"]["train_steps"] == 10
     assert mf2["parent"]["pairs"] == "../pairs2" and mf1["sample"]["steps"] == 1
     rows = json.loads((run / "compare" / "compare.json").read_text())["rows"]
     assert {r["name"] for r in rows} == {"rf1", "rf2", "rf3", "distill", "mf1", "mf2"}

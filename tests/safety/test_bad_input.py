@@ -70,8 +70,8 @@ def root(tmp_path_factory) -> Path:
     (link / "pairs-00001.safetensors").rename(r / "elsewhere" / "pairs-00001.safetensors")
     (link / "pairs-00001.safetensors").symlink_to(r / "elsewhere" / "pairs-00001.safetensors")
     edit_json(variant(ck, r / "ck_newer") / "config.json", version=99)
-    (r / "unknown_key.toml").write_text("[train]\nsteps = 10\nno_such_option = 3\n")
-    (r / "wrong_type.toml").write_text('[train]\nsteps = "many"\n')
+    (r / "unknown_key.toml").write_text("[train]\ntrain_steps = 10\nno_such_option = 3\n")
+    (r / "wrong_type.toml").write_text('[train]\ntrain_steps = "many"\n')
     (r / "not_toml.toml").write_text("[train\nsteps = \n")
     return r
 

@@ -33,7 +33,7 @@ from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, cl
                      tiny_checkpoint)
 
 STEPS = 96
-LOOP = dict(steps=STEPS, batch_size=64, save_every=4, log_every=2)
+LOOP = dict(train_steps=STEPS, batch_size=64, save_every=4, log_every=2)
 FLAGS = flags(**LOOP)
 
 
@@ -128,7 +128,7 @@ class NaNAt(PairSource):
 
 def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_snapshot(tmp_path):
     model_cfg = default_model_config((2,), **TINY_MODEL)
-    cfg = TrainConfig(steps=60, batch_size=64, save_every=10, log_every=5)
+    cfg = TrainConfig(train_steps=60, batch_size=64, save_every=10, log_every=5)
     base = RunCard(stage="train", model=model_cfg, data={"name": "moons"}, shape=[2],
                    train=cfg.to_json())
     clean = IndependentPairs(load_dataset({"name": "moons"}), cfg.seed)

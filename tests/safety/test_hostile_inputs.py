@@ -256,9 +256,9 @@ def test_paths_are_printed_verbatim(cli, root, tmp_path, name, monkeypatch):
 
 def test_cli_makes_consoles_only_through_the_plain_factory():
     sources = {p.name: p.read_text() for p in CLI.glob("*.py")}
-    makers = {n for n, s in sources.items() if re.search(r"\bConsole\(", s)}
-    assert makers == {"progress.py"}, makers
-    assert "markup=False" in sources["progress.py"]
+    makers = {n for n, s in sources.items() if re.search(r"\b(Rich)?Console\(", s)}
+    assert makers == {"console.py"}, makers
+    assert 'setdefault("markup", False)' in sources["console.py"]
     assert not [n for n, s in sources.items() if re.search(r"\[/?bold\]|\[/\]", s)]
 
 

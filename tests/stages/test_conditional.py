@@ -39,7 +39,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher(work):
-    cfg = TrainConfig(steps=300, batch_size=256, lr=3e-3, warmup=0, save_every=300,
+    cfg = TrainConfig(train_steps=300, batch_size=256, lr=3e-3, warmup=0, save_every=300,
                       log_every=100, conditional=True)
     return stages.train(work / "rf1", "8gaussians", model={"hidden": 64, "depth": 2},
                         options=cfg, evaluate=False).path
@@ -116,7 +116,7 @@ def test_labels_survive_a_round_trip_through_pairs(teacher, work):
     bx0, _, cond = StoredPairs(pd, seed=0).batch(0, 700)
     rows = torch.cdist(bx0, x0).argmin(1)
     assert torch.equal(x0[rows], bx0) and torch.equal(y[rows], cond["y"])
-    rf2 = stages.reflow(out, work / "rf2", options={"steps": 20, "batch_size": 128,
+    rf2 = stages.reflow(out, work / "rf2", options={"train_steps": 20, "batch_size": 128,
                                                      "save_every": 20}, evaluate=False)
     assert rf2.card.conditional and rf2.card.parent["guidance"] == 1.5
 

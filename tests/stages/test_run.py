@@ -10,17 +10,17 @@ from rectflow.records.checkpoint import lineage
 
 TINY = """
 [train]
-steps = 40
+train_steps = 40
 batch_size = 256
 save_every = 20
 [couple]
 n = 1024
 steps = 8
 [reflow]
-steps = 20
+train_steps = 20
 batch_size = 256
 [distill]
-steps = 20
+train_steps = 20
 batch_size = 256
 [compare]
 n = 256
@@ -58,7 +58,7 @@ def test_run_writes_every_stage_and_a_comparison(tiny_run):
     distill = json.loads((run / "distill" / "config.json").read_text())
     assert distill["stage"] == "distill" and distill["parent"]["init"] == "../rf3"
     resolved = json.loads((run / "resolved.json").read_text())["config"]
-    assert resolved["train"]["steps"] == 40 and resolved["couple"]["n"] == 1024
+    assert resolved["train"]["train_steps"] == 40 and resolved["couple"]["n"] == 1024
     assert resolved["reflow"]["time_dist"] == stages.reflow_defaults().time_dist.to_json()
     record = json.loads((run / "run.json").read_text())
     assert list(record["stages"]) == list(STAGES)
@@ -91,16 +91,16 @@ def test_rerun_skips_complete_stages_and_continues_an_interrupted_one(cli, tiny_
     assert "distill" in stdout and "wall-clock" in stdout
     # a different config on the same folder is refused, touching nothing
     other = tiny_run / "other.toml"
-    other.write_text(TINY.replace("steps = 40", "steps = 41"))
+    other.write_text(TINY.replace("train_steps = 40", "train_steps = 41"))
     before = (run / "run.json").read_text()
     code, _, err = cli("run", "--preset", "moons", "--out", run, "--config", other)
-    assert code == 2 and "train.steps" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "train.train_steps" in err and len(err.strip().splitlines()) == 1
     assert (run / "run.json").read_text() == before
 
 
 @pytest.mark.parametrize("text, words", [
     ("[train]\nstepz = 5\n", "[train] has no option 'stepz'"),
-    ("[train]\nsteps = '500'\n", "[train] steps must be a whole number"),
+    ("[train]\ntrain_steps = '500'\n", "[train] train_steps must be a whole number"),
     ("[couple]\nn = 1.5\n", "[couple] n must be a whole number"),
     ("[reflow]\ntime_dist = 'sideways'\n", "time_dist must be one of uniform"),
     ("[bogus]\nx = 1\n", "unknown key 'bogus'"),
@@ -118,7 +118,7 @@ def test_every_preset_resolves_to_stage_configs():
     for name in presets.PRESETS:
         r = presets.resolve(name)
         assert r["preset"] == name and name.startswith(r["data"].split(":")[0])
-        assert presets.train_config(r).steps >= 1
+        assert presets.train_config(r).train_steps >= 1
         assert presets.train_config(r, "distill").time_dist.kind == "grid"
         assert presets.couple_config(r).n >= 1
         assert isinstance(presets.eval_config(r), EvalConfig)

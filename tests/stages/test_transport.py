@@ -32,13 +32,13 @@ def rounds(tmp_path_factory):
     """8gaussians -> moons: round 1, its pairs, and round 2 (reflow)."""
     root = tmp_path_factory.mktemp("transport")
     rf1 = stages.train(root / "rf1", "moons", model=MLP, evaluate=False,
-                       options={**FAST, "steps": 300, "save_every": 300,
+                       options={**FAST, "train_steps": 300, "save_every": 300,
                                 "source": "8gaussians"}).path
     stages.couple(rf1, root / "pairs", CoupleConfig(n=4096, solver="rk4", steps=8,
                                                     batch_size=1024, eval_chunk=256,
                                                     ot_subsample=300))
     rf2 = stages.reflow(root / "pairs", root / "rf2", evaluate=False,
-                        options={**FAST, "lr": 1e-3, "steps": 300, "save_every": 300}).path
+                        options={**FAST, "lr": 1e-3, "train_steps": 300, "save_every": 300}).path
     return root, rf1, rf2
 
 
@@ -165,7 +165,7 @@ def test_images_between_two_digit_classes(tmp_path, cli):
     from PIL import Image
     from rectflow.data import load_dataset
     ck = stages.train(tmp_path / "m", "digits:8", model={"width": 8}, evaluate=False,
-                      options={"steps": 3, "batch_size": 16, "save_every": 3,
+                      options={"train_steps": 3, "batch_size": 16, "save_every": 3,
                                "source": "digits:3"}).path
     card = RunCard.read(ck)
     assert card.source["data"] == {"name": "digits", "classes": [3]}
@@ -186,11 +186,11 @@ def test_images_between_two_digit_classes(tmp_path, cli):
 def test_bad_sources_are_refused_before_any_output(rounds, tmp_path):
     _, _, rf2 = rounds
     with pytest.raises(UserError, match=r"shape \[1, 8, 8\].*shape \[2\]"):
-        stages.train(tmp_path / "x", "moons", options={"steps": 1, "source": "digits:3"},
+        stages.train(tmp_path / "x", "moons", options={"train_steps": 1, "source": "digits:3"},
                      evaluate=False)
     assert not (tmp_path / "x" / "config.json").exists()
     with pytest.raises(UserError, match="classes are 0..9"):
-        stages.train(tmp_path / "y", "moons", options={"steps": 1, "source": "digits:12"})
+        stages.train(tmp_path / "y", "moons", options={"train_steps": 1, "source": "digits:12"})
     with pytest.raises(UserError, match="keep the source of their pairs"):
         stages.reflow(rounds[0] / "pairs", tmp_path / "z", options={"source": "moons"})
 

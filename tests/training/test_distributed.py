@@ -20,7 +20,7 @@ from support import (TINY_MODEL, assert_log_continuous, assert_no_torn_files, fl
                      max_weight_diff, point_cloud, small_pairs, subprocess_env, tiny_checkpoint,
                      torchrun_cmd)
 
-TRAIN = dict(steps=80, batch_size=256, lr=1e-2, warmup=0, save_every=40, log_every=10)
+TRAIN = dict(train_steps=80, batch_size=256, lr=1e-2, warmup=0, save_every=40, log_every=10)
 
 
 def launch(tmp_path, *argv) -> subprocess.CompletedProcess:
@@ -64,8 +64,8 @@ def test_train_on_two_processes_learns_and_matches_one_process(tmp_path):
     data = point_cloud(tmp_path / "pts.npy")
     r = launch(tmp_path, "train", "--data", data, "--out", "rf2p", "--hidden", 32, "--depth", 2,
                *flags(**TRAIN, time_dist="uniform"))   # as TrainConfig(**TRAIN) below
-    assert_printed_once(r, TRAIN["steps"])
-    assert_two_process_run(tmp_path / "rf2p", TRAIN["steps"])
+    assert_printed_once(r, TRAIN["train_steps"])
+    assert_two_process_run(tmp_path / "rf2p", TRAIN["train_steps"])
     losses = [rec["loss"] for rec in log_records(tmp_path / "rf2p")]
     assert sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
     # the same global batches on one process: equal up to the order of float reductions
@@ -80,7 +80,7 @@ def test_reflow_and_distill_on_two_processes(tmp_path, teacher_and_pairs, stage)
     teacher, pairs = teacher_and_pairs
     steps = 40
     r = launch(tmp_path, stage, "--pairs", pairs, "--out", stage,
-               *flags(steps=steps, batch_size=128, save_every=20, log_every=10))
+               *flags(train_steps=steps, batch_size=128, save_every=20, log_every=10))
     assert_printed_once(r, steps)
     ck = assert_two_process_run(tmp_path / stage, steps)
     assert ck.config["stage"] == stage

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from rectflow.records.checkpoint import lineage
 from rectflow.stages import train as stages
 from rectflow.records.checkpoint import Checkpoint
 
@@ -59,7 +60,7 @@ def test_distilled_one_step_is_at_least_as_good_as_rf2(moons):
 
 
 def test_lineage_reads_back_rf1_rf2_rf3(moons):
-    chain = stages.lineage(moons["rf3"])
+    chain = lineage(moons["rf3"])
     assert [c["round"] for c in chain] == [1, 2, 3]
     assert [c["stage"] for c in chain] == ["train", "reflow", "reflow"]
     assert chain[0]["path"] == str(moons["rf1"].resolve())
@@ -71,7 +72,7 @@ def test_sample_uses_the_distilled_step_count(moons, cli, tmp_path):
     code, out, err = cli("sample", "--ckpt", moons["distill"], "--out", tmp_path / "s.npy",
                          "--n", "64")
     assert code == 0, err
-    assert "1 steps, 1 NFE per sample" in " ".join(out.split())
+    assert "1 step, 1 NFE per sample" in " ".join(out.split())
 
 
 def test_ot_coupling_lowers_transport_cost(cli, tmp_path, moons_rf1):

@@ -31,7 +31,7 @@ def test_cli_train_writes_a_loadable_checkpoint(cli, tmp_path):
 
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     def cfg(steps):
-        return TrainConfig(steps=steps, batch_size=128, save_every=10, log_every=5, warmup=7)
+        return TrainConfig(train_steps=steps, batch_size=128, save_every=10, log_every=5, warmup=7)
     stages.train(tmp_path / "full", "moons", options=cfg(40), evaluate=False)
     stages.train(tmp_path / "part", "moons", options=cfg(20), evaluate=False)
     stages.train(tmp_path / "part", "moons", options=cfg(40), resume=True, evaluate=False)

@@ -18,7 +18,7 @@ from support import max_weight_diff
 
 def _run(tmp_path, name, **over):
     ds = load_dataset({"name": "moons"})
-    cfg = TrainConfig(steps=12, batch_size=256, lr=1e-2, warmup=0, log_every=3,
+    cfg = TrainConfig(train_steps=12, batch_size=256, lr=1e-2, warmup=0, log_every=3,
                       save_every=12, **over)
     cfg.validate()
     model_cfg = default_model_config((2,), hidden=32, depth=2)
@@ -63,8 +63,8 @@ def test_logged_loss_is_the_mean_of_the_step(tmp_path, monkeypatch):
 
 def test_learning_rate_warms_up_then_stays_or_decays_to_zero():
     from rectflow.training.loop import TrainConfig, learning_rate
-    const = TrainConfig(steps=1000, lr=1e-3, warmup=100)
-    cos = TrainConfig(steps=1000, lr=1e-3, warmup=100, lr_schedule="cosine")
+    const = TrainConfig(train_steps=1000, lr=1e-3, warmup=100)
+    cos = TrainConfig(train_steps=1000, lr=1e-3, warmup=100, lr_schedule="cosine")
     for cfg in (const, cos):
         assert learning_rate(cfg, 50) == pytest.approx(5e-4)
         assert learning_rate(cfg, 100) == pytest.approx(1e-3)
