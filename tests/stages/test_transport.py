@@ -129,7 +129,7 @@ def test_translate_keeps_names_formats_and_refuses_unsafe_outputs(rounds, tmp_pa
     code, text, err = cli("translate", "--ckpt", rf2, "--input", tmp_path / "a.npy",
                           "--input", tmp_path / "b.npz", "--out", out, "--steps", "1")
     assert code == 0, err
-    assert "translated 4 point(s) in 2 file(s)" in text
+    assert "translated 4 points in 2 files" in text
     assert sorted(p.name for p in out.iterdir()) == [".rectflow", "a.npy", "b.npz",
                                                       "translate-grid.png"]
     a = np.load(out / "a.npy", allow_pickle=False)
