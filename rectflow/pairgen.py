@@ -26,12 +26,12 @@ from .metrics import PathStats, ot_cost
 from .options import CoupleConfig
 from .records import (PairsManifest, PairsPlan, Shard, atomic_write_json, load_tensors,
                       read_json, save_tensors, sha256_file, shard_name, sidecar_name, versions)
-from .records.files import is_temp
 from .seeding import generator
 from .conditioning import ConditionalTeacher, Labelled, solve as cond_solve
 from .solvers import chunked
 from .training import make_accelerator
-from .io.remove import remove_made
+from .io.folders import is_empty
+from .io.remove import remove_made, stale_temps
 
 BLOCK = 1024   # noise block: indices [b*BLOCK, (b+1)*BLOCK) share one generator
 
@@ -68,10 +68,10 @@ def _shard_done(out: Path, s: int) -> dict | None:
 
 
 def remove_stale_temps(out: Path) -> None:
-    """Drop the temporary files of writes a killed run left half done (never a final name)."""
-    for p in out.iterdir():
-        if is_temp(p):
-            remove_made(p)
+    """Drop the temporary files of writes a killed run of this folder left half done: only
+    those carrying the folder's own token (never a user's file, whatever its name)."""
+    for p in stale_temps(out):
+        remove_made(p)
 
 
 def _solve_shard(velocity_of, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
@@ -202,7 +202,7 @@ _PLAN_NAMES = {"teacher_sha256": "teacher weights (sha256)", "noise_block": "noi
 def check_plan(out: Path, plan: PairsPlan) -> str:
     """'new' for an empty folder, 'resume' if the folder was started with the same plan,
     'complete' if it is finished; a different plan is an error (nothing is touched)."""
-    if not out.exists() or not any(p for p in out.iterdir() if not is_temp(p)):
+    if not out.exists() or is_empty(out):
         return "new"
     if not PairsPlan.path_in(out).is_file():
         raise UserError(f"{out} exists and is not a coupling dataset; choose another output "
