@@ -237,8 +237,8 @@ def remove_made(path: str | Path, *, strict: bool = True) -> bool:
 
 def _remove_marked(path: Path, strict: bool) -> bool:
     """All or nothing: a marked folder holding anything rectflow did not record is left whole.
-    Contents first, then the record, the marker last, so a removal cut short by a crash leaves a folder still
-    recognised as rectflow's and finished next time."""
+    Contents first, then the record, the marker last, so a removal cut short by a crash leaves
+    a folder still recognised as rectflow's and finished next time."""
     foreign = foreign_entries(path)
     if foreign:
         return _refuse(path, strict, f"it holds {', '.join(sorted(foreign)[:3])}, which "
