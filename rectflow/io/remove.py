@@ -16,7 +16,7 @@ Ownership is decided by what rectflow made or recorded, never by a name:
   marked folder it lies under (``.<name>.<token[:8]>-<hex>.tmp``, see
   :mod:`rectflow.records.files`), and a resume snapshot ``state/...`` that is itself marked
   (kind ``snapshot``) with the token of the run folder it lies in.
-* **an empty folder** (nothing in it at all) holds no data; ``rmdir`` removes it or fails.
+* **an empty folder** (nothing in it at all, or only such temporary files) holds no data.
 
 Everything else is refused with :class:`~rectflow.errors.OutputError` (or skipped, with
 ``strict=False``). rectflow makes no symbolic links, so a link is never its: a link is neither
@@ -203,7 +203,9 @@ def _ownership(path: Path):
         marker = _marked(path)
         if marker is not None:
             return marker
-        return "empty" if not any(os.scandir(path)) else None
+        # nothing in it but rectflow's own temporary files (a kill before it was marked)
+        return "empty" if all(e.is_file(follow_symlinks=False) and own_temp(Path(e.path))
+                              for e in os.scandir(path)) else None
     return "temp" if stat.S_ISREG(st.st_mode) and own_temp(path) else None
 
 
@@ -226,7 +228,13 @@ def remove_made(path: str | Path, *, strict: bool = True) -> bool:
     if not _real_dir(path):
         path.unlink()
     elif how == "empty":
-        path.rmdir()
+        for entry in os.scandir(path):
+            if entry.is_file(follow_symlinks=False) and own_temp(Path(entry.path)):
+                os.unlink(entry.path)
+        try:
+            path.rmdir()          # fails if anything else appeared meanwhile
+        except OSError:
+            return _refuse(path, strict, "something appeared in it")
     elif isinstance(how, dict):
         return _remove_marked(path, strict)
     else:

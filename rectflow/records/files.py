@@ -64,13 +64,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        record_written(path)      # first: a kill after the rename leaves it recorded
         os.replace(tmp, path)
         forget(tmp)
     except BaseException:
         remove_made(tmp, strict=False)
         raise
     fsync_dir(path.parent)
-    record_written(path)
 
 
 def append_bytes(path: str | Path, data: bytes) -> None:
