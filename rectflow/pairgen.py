@@ -30,8 +30,7 @@ from .seeding import generator
 from .conditioning import ConditionalTeacher, Labelled, solve as cond_solve
 from .solvers import chunked
 from .training import make_accelerator
-from .io.folders import is_empty
-from .io.remove import remove_made, stale_temps
+from .io.remove import JOURNAL, MARKER, remove_made, stale_temps
 
 BLOCK = 1024   # noise block: indices [b*BLOCK, (b+1)*BLOCK) share one generator
 
@@ -202,7 +201,8 @@ _PLAN_NAMES = {"teacher_sha256": "teacher weights (sha256)", "noise_block": "noi
 def check_plan(out: Path, plan: PairsPlan) -> str:
     """'new' for an empty folder, 'resume' if the folder was started with the same plan,
     'complete' if it is finished; a different plan is an error (nothing is touched)."""
-    if not out.exists() or is_empty(out):
+    if not out.exists() or all(p.name in (MARKER, JOURNAL)      # a killed first write's
+                               for p in set(out.iterdir()) - set(stale_temps(out))):   # temps
         return "new"
     if not PairsPlan.path_in(out).is_file():
         raise UserError(f"{out} exists and is not a coupling dataset; choose another output "

@@ -349,7 +349,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc, source=x0s,
                            data_metrics=lambda x0: data_ot(tc, x0, cfg.seed, cfg.ot_subsample))
 
-    return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
+    return write_stage(out, "pairs", overwrite, resume=not overwrite and out.is_dir(), acc=acc,
+                       run=run)   # "new" may be a marked folder a killed first write left
 
 
 # ------------------------------------------------------------------------------------ lineage
