@@ -12,6 +12,7 @@ import pytest
 
 import rectflow
 from rectflow.io import FolderLock, ensure_output
+from rectflow.records import atomic_write_bytes
 
 ROOT = Path(rectflow.__file__).resolve().parent.parent
 TIMEOUT = 60
@@ -43,12 +44,12 @@ def wait_line(proc: subprocess.Popen, expect: str, timeout: float = TIMEOUT) -> 
 
 
 def run_owned(folder: Path, text: str, kind: str = "model") -> Path:
-    """A finished rectflow run: marker, a file and a nested state folder."""
+    """A finished rectflow run: marker, a file and a nested state folder, written as rectflow
+    writes them (so its record lists them)."""
     with FolderLock(folder):
         ensure_output(folder, kind)
-    (folder / "run.txt").write_text(text)
-    (folder / "state").mkdir()
-    (folder / "state" / "w.bin").write_bytes(os.urandom(64))
+    atomic_write_bytes(folder / "run.txt", text.encode())       # recorded as rectflow's
+    atomic_write_bytes(folder / "state" / "w.bin", os.urandom(64))
     return folder
 
 

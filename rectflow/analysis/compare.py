@@ -27,6 +27,7 @@ from .. import io
 from ..records.checkpoint import Checkpoint
 from ..data import load_dataset
 from ..errors import UserError
+from ..io.stage import check_files
 from .evaluate import METRIC_NOTES, default_features_dir, evaluate_checkpoint, reference_data
 from ..options import EvalConfig
 from ..records import Comparison, EvalReport
@@ -317,9 +318,8 @@ def animate(dirs: list[str | Path], out: str | Path, *, n: int = 500, seed: int 
     out = Path(out)
     if out.suffix.lower() != ".gif":
         raise UserError(f"out {out} should end in .gif")
-    if (out.exists() or out.is_symlink()) and not overwrite:
-        raise UserError(f"{out} already exists; pass overwrite to replace it")
     paths = find_checkpoints(dirs)
+    check_files([out], paths, overwrite)
     first = Checkpoint(paths[0])
     if first.shape != (2,):
         raise UserError(f"animate draws 2-D data; {paths[0]} is for shape {list(first.shape)}")

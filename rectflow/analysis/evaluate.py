@@ -161,9 +161,11 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             target = target / EvalReport.FILENAME
         if target.is_dir():
             raise UserError(f"output {target} is a folder")
-        if not own and ck.path.resolve() in target.resolve().parents:
-            raise UserError(f"output {target} lies inside the model folder {ck.path}, an input; "
-                            "write the report elsewhere")
+        if target.is_symlink():
+            raise UserError(f"output {target} is a link; name a file")
+        if not own:   # never the model folder, nor inside it or anything it names
+            from ..data.inputs import refuse_inputs
+            refuse_inputs(target, [ck.path])
     emit = callback or (lambda e: None)
     if not own and ck.card.unfinished(ck.path):   # a stopped run's model: say so, once
         emit({"event": "note", "text": ck.card.unfinished(ck.path)})

@@ -290,21 +290,14 @@ ANCESTRAL = "ancestral"
 
 def check_page_output(out: str | Path, inputs: Sequence[str | Path] = (),
                       overwrite: bool = False) -> Path:
-    """Refuse an explorer page path that is not an .html file name, that exists (unless
-    ``overwrite``), or that lies inside one of the ``inputs`` folders."""
-    from ..io.stage import writable_file
+    """Refuse an explorer page path that is not an .html file name, or that
+    :func:`rectflow.io.stage.check_files` refuses (it exists without ``overwrite``, it is a
+    link, it lies inside one of the ``inputs`` or anything they name)."""
+    from ..io.stage import check_files
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"out {out} should end in .html")
-    if out.is_dir() or (out.is_symlink() and not out.exists()):
-        raise UserError(f"{out} is a folder or a broken link; name a file")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass overwrite to replace it")
-    where = Path(out).resolve()
-    for folder in inputs:
-        if Path(folder).resolve() in where.parents:
-            raise UserError(f"{out} lies inside the input folder {folder}; write elsewhere")
-    writable_file(out)
+    check_files([out], inputs, overwrite)
     return out
 
 

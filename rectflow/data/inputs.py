@@ -126,18 +126,13 @@ def encode(item: Item, y: torch.Tensor, units: Normalization, image: bool) -> by
 
 
 def refuse_inputs(out: Path, inputs: list) -> None:
-    """``out`` is not an input, does not lie inside one and does not contain one."""
+    """``out`` is not an input, does not lie inside one and does not contain one (nor anything
+    an input names)."""
     from ..io.folders import _real, _refuse_inputs
     _refuse_inputs(Path(out), _real(Path(out)), inputs)
 
 
 def check_file_output(out: Path, inputs: list, overwrite: bool) -> None:
-    """A file output: not a folder or link, not an input nor inside one (a model folder, an
-    input folder), refused when it exists unless ``overwrite``. Touches nothing."""
-    refuse_inputs(out, inputs)
-    if out.is_dir() or out.is_symlink():
-        raise UserError(f"{out} is a folder or a link; name a file")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass overwrite to replace it")
-    from ..io.stage import writable_file
-    writable_file(out)
+    """A file output: see :func:`rectflow.io.stage.check_files`. Touches nothing."""
+    from ..io.stage import check_files
+    check_files([out], inputs, overwrite)

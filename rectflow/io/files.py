@@ -3,7 +3,11 @@
 Every file is written to a temporary name in its folder, fsynced and renamed into place, so a
 kill never leaves a half-written file under a final name. Temporary files are created with mode
 0o666 through ``os.open``, so the process umask applies without being read or changed (reading
-the umask means setting it, a process-wide side effect).
+the umask means setting it, a process-wide side effect); they are created exclusively and never
+through a symbolic link, and registered as made by this process. Their name carries the token
+of the marked folder they are under (else one of this process), which is how a later run knows
+a leftover temporary file is rectflow's; a file written under a marked folder is recorded in its
+``.rectflow-files`` (:mod:`rectflow.io.remove`).
 """
 from __future__ import annotations
 
@@ -21,11 +25,19 @@ from safetensors.torch import load_file, save
 from ..errors import CheckpointError
 
 TEMP_SUFFIX = ".tmp"
+_PROCESS_TAG = secrets.token_hex(4)   # temporary names outside a marked folder
+_WRITE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                | getattr(os, "O_NOFOLLOW", 0))
 
 
-def is_temp(p: Path) -> bool:
-    """A file :func:`atomic_write_bytes` had not yet renamed into place."""
-    return p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path``: ``.<name>.<tag>-<hex>.tmp``, the tag being the
+    first 8 characters of the token of the folder's marker, or this process's own tag."""
+    from ..io.remove import marked_root, token_of
+    root = marked_root(path)
+    token = token_of(root) if root is not None else None
+    tag = token[:8] if token else _PROCESS_TAG
+    return path.parent / f".{path.name}.{tag}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
 
 def fsync_dir(folder: Path) -> None:
@@ -43,19 +55,37 @@ def fsync_dir(folder: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    from ..io.remove import forget, record_written, register, remove_made
+    tmp = temp_path(path)
+    fd = os.open(tmp, _WRITE_FLAGS, 0o666)
+    register(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        record_written(path)      # first: a kill after the rename leaves it recorded
         os.replace(tmp, path)
+        forget(tmp)
     except BaseException:
-        from .remove import remove_made
         remove_made(tmp, strict=False)
         raise
     fsync_dir(path.parent)
+
+
+def append_bytes(path: str | Path, data: bytes) -> None:
+    """Append to a log file, never through a link; a file this creates is recorded."""
+    from ..io.remove import record_written
+    path = Path(path)
+    new = not os.path.lexists(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                 | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    if new:
+        record_written(path)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:

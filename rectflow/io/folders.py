@@ -2,7 +2,9 @@
 staged replacement.
 
 Every folder rectflow creates holds a marker file ``.rectflow`` (JSON: ``kind``, ``created``,
-``rectflow`` version). Only a folder with a marker of the right kind is ever replaced or resumed.
+``rectflow`` version and a random ``token``). Only a real folder with a marker of the right kind
+is ever replaced or resumed, and only when it holds no symbolic link (rectflow makes none). What
+rectflow may delete, and how it knows, is :mod:`rectflow.io.remove`.
 
 A replacing (``overwrite``) run is written into the hidden sibling ``.<name>.rectflow-new`` and
 swapped in only when it succeeded, by one atomic ``renameat2(RENAME_EXCHANGE)`` where the file
@@ -20,14 +22,17 @@ import errno
 import json
 import os
 import re
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from .files import is_temp
+from .files import atomic_write_bytes
 from ..errors import OutputError
-from .lock import holds_lock
-from .remove import remove_made, remove_marked_folder
+from .lineage import named_inputs
+from .lock import check_lock_file, holds_lock
+from .remove import (JOURNAL, foreign_entries, read_marker, register, remove_made,
+                     remove_marked_folder)
 
 MARKER = ".rectflow"
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -41,32 +46,23 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def write_marker(folder: str | Path, kind: str) -> None:
-    """Mark ``folder`` (which must exist) as a rectflow folder of ``kind``."""
+def write_marker(folder: str | Path, kind: str, **extra) -> None:
+    """Mark ``folder`` (which must exist) as a rectflow folder of ``kind`` with a fresh random
+    token (``extra`` keys are recorded too), written atomically and never through a link."""
+    data = {"kind": _check_kind(kind), "rectflow": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "token": secrets.token_hex(16), **extra}
+    atomic_write_bytes(Path(folder) / MARKER, (json.dumps(data) + "\n").encode("utf-8"))
+
+
+def make_folder(folder: str | Path, kind: str, **extra) -> Path:
+    """Create the new folder ``folder`` (its parent must exist), registered as made by this
+    process, and mark it."""
     folder = Path(folder)
-    data = json.dumps({"kind": _check_kind(kind), "rectflow": __version__,
-                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    tmp = folder / f"{MARKER}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(data + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / MARKER)
-
-
-def read_marker(folder: str | Path) -> dict | None:
-    """The marker of ``folder`` as a dict, or None when there is no valid one (a symlinked,
-    oversized or malformed marker does not count)."""
-    path = Path(folder) / MARKER
-    try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > 4096:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
-        return None
-    return data
+    folder.mkdir()
+    register(folder)
+    write_marker(folder, kind, **extra)
+    return folder
 
 
 def is_owned(path: str | Path, kind: str | None = None) -> bool:
@@ -79,8 +75,11 @@ def is_owned(path: str | Path, kind: str | None = None) -> bool:
 
 
 def is_empty(folder: str | Path) -> bool:
-    """True when ``folder`` holds nothing but (at most) its marker."""
-    return all(p.name in (MARKER, f"{MARKER}.tmp") or is_temp(p) for p in Path(folder).iterdir())
+    """True when ``folder`` holds nothing at all but (at most) its own valid marker; any other
+    entry, whatever its name, is someone's."""
+    rest = [p for p in Path(folder).iterdir() if p.name not in (MARKER, JOURNAL)]
+    return not rest and (not os.path.lexists(Path(folder) / MARKER) or
+                         read_marker(folder) is not None)
 
 
 # ----------------------------------------------------------------------------------- checks
@@ -100,17 +99,54 @@ def _refuse_special(out: Path, real: Path) -> None:
             raise OutputError(f"out {out} {verb} {name} ({place}); choose a folder inside it")
 
 
+def _broad(folder: Path) -> bool:
+    """A folder that is or holds the working or home folder (a data root like ``.``): what an
+    input merely names there does not forbid every output below it."""
+    return any(_real(p).is_relative_to(folder) for p in (Path.cwd(), Path.home()))
+
+
 def _refuse_inputs(out: Path, real: Path, inputs) -> None:
+    """``out`` is not, does not contain and does not lie inside an input, nor anything an input
+    names (its teacher, pairs, init or data, transitively: :mod:`.lineage`)."""
     for given in inputs:
         if given is None:
             continue
-        inp = _real(Path(given))
-        if inp == real:
-            raise OutputError(f"out {out} is the input {given}; choose another folder")
-        if inp.is_relative_to(real):
-            raise OutputError(f"out {out} contains the input {given}; choose another folder")
-        if real.is_relative_to(inp):
-            raise OutputError(f"out {out} lies inside the input {given}; choose another folder")
+        for path, named_by, data in [(Path(given), None, False), *named_inputs(given)]:
+            inp = _real(path)
+            what = f"the input {given}" if named_by is None else \
+                f"{path}, which the input {given} names ({named_by})"
+            if inp == real:
+                raise OutputError(f"out {out} is {what}; choose another folder")
+            if inp.is_relative_to(real):
+                raise OutputError(f"out {out} contains {what}; choose another folder")
+            if real.is_relative_to(inp) and not (data and _broad(inp)):
+                raise OutputError(f"out {out} lies inside {what}; choose another folder")
+
+
+def _refuse_foreign_siblings(out: Path) -> None:
+    """The names rectflow keeps beside ``out`` (its lock and staging folders) hold nothing
+    rectflow did not make."""
+    check_lock_file(out)
+    for stage in _STAGES:
+        path = sibling(out, stage)
+        if os.path.lexists(path) and not (is_owned(path) or _empty_dir(path)):
+            raise OutputError(f"{path} is in the way and was not made by rectflow; move it "
+                              "away")
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _refuse_links(out: Path, doing: str) -> None:
+    """rectflow makes no symbolic links: one inside a folder it is to replace or resume is
+    someone's, and writing or deleting through it could reach anything."""
+    for root, dirs, files in os.walk(out):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                raise OutputError(f"out {out} holds the symbolic link "
+                                  f"{os.path.join(root, name)}, which rectflow never makes; "
+                                  f"refusing to {doing} it")
 
 
 def _check_writable(out: Path) -> None:
@@ -144,6 +180,11 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
     if marker["kind"] != kind:
         raise OutputError(f"out {out} holds a rectflow {marker['kind']!r} folder, not "
                           f"{kind!r}; refusing to {doing} it")
+    _refuse_links(out, doing)
+    foreign = foreign_entries(out) if overwrite else []
+    if foreign:
+        raise OutputError(f"out {out} holds {', '.join(sorted(foreign)[:3])}, which rectflow did "
+                          "not write; move it away before replacing the run")
 
 
 _LEGACY = (("config.json", "rectflow/checkpoint", "model"), ("plan.json", "rectflow/pairs",
@@ -170,10 +211,12 @@ def check_output(out: str | Path, *, inputs=(), overwrite: bool = False, kind: s
                  resume: bool = False) -> Path:
     """Refuse an output folder that cannot be written without risk; touches nothing.
 
-    Refused always: ``out`` is, contains or lies inside one of ``inputs`` (paths, symlinks
-    resolved), is or contains the working or home folder, is a filesystem root or mount point,
-    is a symlink or a file, or its parent cannot be written. Refused unless ``overwrite`` or
-    ``resume``: ``out`` is not empty. Refused even then: it has no marker of ``kind``.
+    Refused always: ``out`` is, contains or lies inside one of ``inputs`` or anything they
+    name (paths, symlinks resolved), is or contains the working or home folder, is a filesystem
+    root or mount point, is a symlink or a file, its lock or staging names beside it hold
+    something rectflow did not make, or its parent cannot be written. Refused unless
+    ``overwrite`` or ``resume``: ``out`` is not empty. Refused even then: it has no marker of
+    ``kind``, or holds a symbolic link.
     """
     _check_kind(kind)
     if overwrite and resume:
@@ -184,6 +227,7 @@ def check_output(out: str | Path, *, inputs=(), overwrite: bool = False, kind: s
     _refuse_inputs(out, real, inputs)
     _check_contents(out, kind, overwrite, resume)
     _check_writable(out)
+    _refuse_foreign_siblings(out)
     return out
 
 
@@ -205,8 +249,9 @@ def _require_lock(out: Path, caller: str) -> None:
 def _discard(path: Path) -> None:
     """Remove a staging folder if rectflow owns it (or it is empty), its marker last, so a
     removal cut short by a crash is still recognised and finished next time."""
-    if is_owned(path) or path.is_dir() and not path.is_symlink() and is_empty(path):
-        remove_marked_folder(path)
+    if is_owned(path) or _empty_dir(path):
+        with contextlib.suppress(OutputError):   # holding someone's file: left whole
+            remove_marked_folder(path)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -288,8 +333,7 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False, commit
         raise OutputError(f"{new} is in the way and was not made by rectflow; remove it")
     try:
         new.parent.mkdir(parents=True, exist_ok=True)
-        new.mkdir()
-        write_marker(new, kind)
+        make_folder(new, kind)
     except OSError as e:
         remove_made(new, strict=False)
         raise OutputError(f"cannot create {new}: {e.strerror}") from e

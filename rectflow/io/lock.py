@@ -8,6 +8,10 @@ when its holder dies (even by SIGKILL), so a dead holder's lock is simply taken 
 is removed on a clean release; a taker checks that the file it locked is still the one under
 that name, so removal cannot let two holders in.
 
+The lock file is opened with ``O_NOFOLLOW`` and truncated only once it is known to be rectflow's:
+a regular file that is empty or holds a holder record. A link, or any other file, under that
+name is refused (:func:`check_lock_file`, run by ``check_output`` before anything is written).
+
 In a distributed run only the main process takes the lock (``is_main``); the other ranks of the
 same run do not try, so they count as one writer. The lock is re-entrant within a process.
 """
@@ -18,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import shlex
 import socket
 import sys
@@ -25,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import OutputError, OutputLocked
-from .remove import remove_made
+from .remove import register, remove_made
 
 _HELD: dict[str, list] = {}   # lock file -> [fd, depth] for the locks this process holds
 
@@ -49,13 +54,53 @@ def _holder() -> dict:
             "command": shlex.join(argv)[:300]}
 
 
-def _describe(fd: int) -> str:
+_FIELDS = ("pid", "host", "since", "command")
+
+
+def _record(fd: int) -> dict | None:
+    """The holder record in the lock file ``fd``: a dict, {} for an empty file (a holder that
+    has not written yet), None for anything rectflow did not write."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        return (f"pid {info['pid']} on {info['host']}, since {info['since']}: "
-                f"{info['command']}")
-    except (OSError, ValueError, KeyError, TypeError):
+        text = os.pread(fd, 4096, 0)
+        if not text:
+            return {}
+        info = json.loads(text.decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and set(info) == set(_FIELDS) else None
+
+
+def _describe(fd: int) -> str:
+    info = _record(fd)
+    if not info:
         return "its details are not written yet"
+    return f"pid {info['pid']} on {info['host']}, since {info['since']}: {info['command']}"
+
+
+def _foreign(path: Path) -> str:
+    return (f"{path} is where rectflow keeps the lock of this output, and rectflow did not make "
+            "it; move it away")
+
+
+def check_lock_file(out: str | Path) -> None:
+    """Refuse when the lock file name of ``out`` holds anything but rectflow's own lock: a
+    symbolic link, a folder, or a file that is not a holder record. Touches nothing."""
+    path = lock_path(out)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(_foreign(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise OutputError(f"cannot read the lock file {path}: {e.strerror}") from e
+    try:
+        if _record(fd) is None:
+            raise OutputError(_foreign(path))
+    finally:
+        os.close(fd)
 
 
 class FolderLock:
@@ -81,24 +126,35 @@ class FolderLock:
         for _ in range(5):
             fd = self._open_locked()
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                now, st = os.fstat(fd), os.lstat(self.path)
+                same = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
             except FileNotFoundError:
                 same = False
             if not same:          # released and removed between our open and our flock
                 os.close(fd)
                 continue
+            if _record(fd) is None:    # not a lock rectflow wrote: never truncate it
+                os.close(fd)
+                raise OutputError(_foreign(self.path))
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(_holder()) + "\n").encode("utf-8"), 0)
             os.fsync(fd)
+            register(self.path)
             _HELD[key] = [fd, 1]
             return self
         raise OutputLocked(f"cannot lock {self.out}: {self.path} keeps being replaced")
 
     def _open_locked(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as e:
+            if os.path.islink(self.path) or os.path.isdir(self.path):
+                raise OutputError(_foreign(self.path)) from None
             raise OutputError(f"cannot create the lock file {self.path}: {e.strerror}") from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(_foreign(self.path))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,70 +1,274 @@
-"""The one place rectflow deletes anything, and what it will delete.
+"""The one place rectflow deletes anything, and how it knows what it made.
 
-:func:`remove_made` removes a file or folder only when its name says rectflow made it:
+Ownership is decided by what rectflow made or recorded, never by a name:
 
-* a temporary file of an atomic write (``.<name>.<hex>.tmp``, see :mod:`rectflow.io.files`);
-* a resume snapshot or its temporary (``state/step-NNNNNNNN``, ``state/.tmp-step-NNNNNNNN``);
-* a staging or lock sibling of an output (``.<name>.rectflow-new|done|old|lock``);
-* anything inside a folder carrying rectflow's ``.rectflow`` marker.
+* **made by this process**: every file or folder rectflow creates to finish later or to throw
+  away (the temporary file of an atomic write, a snapshot being written, a staging sibling, its
+  lock file) is registered with its device and inode the moment it exists (:func:`register`).
+  It is rectflow's while the entry under that name is still that one (``lstat``).
+* **a marked folder and its record**: a real folder (not a link) holding a regular-file marker
+  ``.rectflow`` (JSON with a ``kind`` and a random ``token``, :func:`read_marker`) is
+  rectflow's, and so is every file its record ``.rectflow-files`` lists: each file rectflow
+  writes below the nearest marked folder (up to :data:`DEPTH` levels) appends its relative path
+  there (:func:`record_written`). A marked folder is removed only when it holds nothing else
+  (:func:`foreign_entries`); a folder marked before tokens existed counts as rectflow's whole.
+* **left by an earlier, killed process**: a temporary file whose name carries the token of the
+  marked folder it lies under (``.<name>.<token[:8]>-<hex>.tmp``, see
+  :mod:`rectflow.io.files`), and a resume snapshot ``state/...`` that is itself marked
+  (kind ``snapshot``) with the token of the run folder it lies in.
+* **an empty folder** (nothing in it at all, or only such temporary files) holds no data.
 
-Anything else is refused with :class:`~rectflow.errors.OutputError` (or skipped, with
-``strict=False``), so no caller can delete a user's file by passing the wrong path. Symbolic
-links are removed as links, never followed.
+Everything else is refused with :class:`~rectflow.errors.OutputError` (or skipped, with
+``strict=False``). rectflow makes no symbolic links, so a link is never its: a link is neither
+removed nor followed, and nothing is removed through a linked parent folder.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from ..errors import OutputError
 
 MARKER = ".rectflow"
-_NAMES = (re.compile(r"^\..+\.tmp$"),
-          re.compile(r"^\..+\.rectflow-(new|done|old|lock)$"))
-_SNAPSHOT = re.compile(r"^(\.tmp-)?step-\d{8}$")
+JOURNAL = ".rectflow-files"
+SNAPSHOT = "snapshot"
+DEPTH = 4          # levels above a written file where its marked folder is looked for
+_MADE: dict[str, tuple[int, int]] = {}   # absolute path -> (st_dev, st_ino) made by this process
+_TOKEN = re.compile(r"[0-9a-f]{16,64}")
 
 
-def made_by_rectflow(path: Path) -> bool:
-    """Whether ``path``'s name, or a marked folder above it, says rectflow made it."""
-    path = Path(path)
-    if any(p.match(path.name) for p in _NAMES):
-        return True
-    if _SNAPSHOT.match(path.name) and path.parent.name == "state":
-        return True
-    return any((parent / MARKER).is_file() for parent in path.parents
-               if parent != Path(parent.anchor))
+# ------------------------------------------------------------------------------- records
+def register(path: str | Path) -> None:
+    """Record that this process just made ``path`` (file or folder)."""
+    st = os.lstat(path)
+    _MADE[os.path.abspath(path)] = (st.st_dev, st.st_ino)
+
+
+def forget(path: str | Path) -> None:
+    """``path`` was renamed away or removed: the name no longer holds what was registered."""
+    _MADE.pop(os.path.abspath(path), None)
+
+
+def _registered(path: str | Path, st: os.stat_result) -> bool:
+    return _MADE.get(os.path.abspath(path)) == (st.st_dev, st.st_ino)
+
+
+def read_marker(folder: str | Path) -> dict | None:
+    """The marker of ``folder`` as a dict, or None when there is no valid one (a symlinked,
+    oversized or malformed marker does not count)."""
+    path = Path(folder) / MARKER
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(4096).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    return data
+
+
+def token_of(folder: str | Path) -> str | None:
+    """The random token of ``folder``'s marker (None: no marker, or one written before tokens
+    existed)."""
+    marker = read_marker(folder)
+    token = marker.get("token") if marker else None
+    return token if isinstance(token, str) and _TOKEN.fullmatch(token) else None
+
+
+def _real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def marked_root(path: str | Path) -> Path | None:
+    """The nearest real folder above ``path`` (at most :data:`DEPTH` levels) whose marker
+    has a token; None when there is none, or a link is met on the way."""
+    for folder in list(Path(os.path.abspath(path)).parents)[:DEPTH]:
+        if not _real_dir(folder):
+            return None
+        if token_of(folder) is not None:
+            return folder
+    return None
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def record_written(path: str | Path) -> None:
+    """Record in the nearest marked folder's ``.rectflow-files`` that rectflow wrote ``path``
+    (one ``O_APPEND`` line, so several processes may record at once)."""
+    path = Path(os.path.abspath(path))
+    root = marked_root(path)
+    if root is None or path.parent == root and path.name in (MARKER, JOURNAL):
+        return
+    _append(root / JOURNAL, (os.path.relpath(path, root) + "\n").encode("utf-8"))
+
+
+def recorded(folder: str | Path) -> set[str]:
+    """The relative paths the record of the marked ``folder`` lists."""
+    path = Path(folder) / JOURNAL
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return set()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            return set(f.read().decode("utf-8", "replace").splitlines())
+    except OSError:
+        return set()
+
+
+def foreign_entries(folder: str | Path) -> list[str]:
+    """What the marked ``folder`` holds that rectflow did not record (relative paths): links,
+    and files that are neither listed in its record, nor its own temporary files, nor inside
+    a marked folder below it that vouches for them. Nothing for a folder marked before tokens
+    existed (all of it is rectflow's)."""
+    folder = Path(folder)
+    if token_of(folder) is None:
+        return []
+    names, foreign = recorded(folder), []
+    for root, dirs, files in os.walk(folder):
+        rel = os.path.relpath(root, folder)
+        for d in list(dirs):
+            sub = Path(root, d)
+            if sub.is_symlink() or _marked(sub) is not None:
+                dirs.remove(d)
+                foreign += [os.path.normpath(os.path.join(rel, d, x))
+                            for x in ([""] if sub.is_symlink() else foreign_entries(sub))]
+        for f in files:
+            name = os.path.normpath(os.path.join(rel, f))
+            if name not in (MARKER, JOURNAL) and name not in names or \
+                    os.path.islink(os.path.join(root, f)):
+                if not own_temp(Path(root, f)):
+                    foreign.append(name)
+    return foreign
+
+
+def own_temp(path: Path) -> bool:
+    """A temporary file a killed process left under a marked folder: its name carries the
+    token of that folder."""
+    root = marked_root(path)
+    token = token_of(root) if root is not None else None
+    return (token is not None and path.name.startswith(".") and path.name.endswith(".tmp")
+            and f".{token[:8]}-" in path.name and not path.is_symlink())
+
+
+def stale_temps(folder: str | Path) -> list[Path]:
+    """The temporary files of writes a killed process left in the marked ``folder``."""
+    folder = Path(folder)
+    return [p for p in folder.iterdir() if own_temp(p) and not p.is_symlink() and p.is_file()]
+
+
+def _marked(path: Path) -> dict | None:
+    """The marker of a real folder rectflow marked; a snapshot counts only inside the run
+    folder whose token it carries."""
+    marker = read_marker(path)
+    if marker is None or marker["kind"] != SNAPSHOT:
+        return marker
+    run = path.parent.parent
+    token = token_of(run) if _real_dir(path.parent) and _real_dir(run) else None
+    return marker if token is not None and marker.get("run") == token else None
+
+
+def is_made(path: str | Path) -> bool:
+    """Whether rectflow made ``path`` by the rules of this module (see its docstring)."""
+    return _ownership(Path(os.path.abspath(path))) is not None
+
+
+def _ownership(path: Path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if _registered(path, st):
+        return "made"
+    if stat.S_ISLNK(st.st_mode) or os.path.islink(path.parent):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        marker = _marked(path)
+        if marker is not None:
+            return marker
+        # nothing in it but rectflow's own temporary files (a kill before it was marked)
+        return "empty" if all(e.is_file(follow_symlinks=False) and own_temp(Path(e.path))
+                              for e in os.scandir(path)) else None
+    return "temp" if stat.S_ISREG(st.st_mode) and own_temp(path) else None
+
+
+# ------------------------------------------------------------------------------- removing
+def _refuse(path: Path, strict: bool, why: str = "rectflow did not make it") -> bool:
+    if strict:
+        raise OutputError(f"refusing to delete {path}: {why}")
+    return False
 
 
 def remove_made(path: str | Path, *, strict: bool = True) -> bool:
-    """Delete ``path`` (file, link or folder tree) if rectflow made it; True if it was there
-    and is gone. Refuses (``strict``) or skips anything else."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    """Delete ``path`` (file or folder) if rectflow made it; True if it was there and is gone.
+    Refuses (``strict``) or skips anything else."""
+    path = Path(os.path.abspath(path))
+    if not os.path.lexists(path):
         return False
-    if not made_by_rectflow(path):
-        if strict:
-            raise OutputError(f"refusing to delete {path}: rectflow did not make it")
-        return False
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
+    how = _ownership(path)
+    if how is None:
+        return _refuse(path, strict)
+    if not _real_dir(path):
         path.unlink()
+    elif how == "empty":
+        for entry in os.scandir(path):
+            if entry.is_file(follow_symlinks=False) and own_temp(Path(entry.path)):
+                os.unlink(entry.path)
+        try:
+            path.rmdir()          # fails if anything else appeared meanwhile
+        except OSError:
+            return _refuse(path, strict, "something appeared in it")
+    elif isinstance(how, dict):
+        return _remove_marked(path, strict)
+    else:
+        shutil.rmtree(path)
+    forget(path)
+    return True
+
+
+def _remove_marked(path: Path, strict: bool) -> bool:
+    """All or nothing: a marked folder holding anything rectflow did not record is left whole.
+    Contents first, then the record, the marker last, so a removal cut short by a crash leaves
+    a folder still recognised as rectflow's and finished next time."""
+    foreign = foreign_entries(path)
+    if foreign:
+        return _refuse(path, strict, f"it holds {', '.join(sorted(foreign)[:3])}, which "
+                                     "rectflow did not write")
+    for entry in os.scandir(path):
+        if entry.name in (MARKER, JOURNAL):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    (path / JOURNAL).unlink(missing_ok=True)
+    (path / MARKER).unlink(missing_ok=True)
+    path.rmdir()
+    forget(path)
     return True
 
 
 def remove_marked_folder(path: str | Path) -> bool:
-    """Delete a folder rectflow made as a whole (its ``.rectflow`` marker or its name says
-    so), its contents first and the marker last, so a removal cut short by a crash leaves a
-    folder still recognised as rectflow's and finished next time. Refuses anything else."""
-    path = Path(path)
-    if not path.is_dir() or path.is_symlink():
+    """Delete a folder rectflow made as a whole (marked, or made by this process, or empty).
+    Refuses anything else; False when there is no real folder at ``path``."""
+    path = Path(os.path.abspath(path))
+    if not _real_dir(path):
         return False
-    if not ((path / MARKER).is_file() or made_by_rectflow(path)):
-        raise OutputError(f"refusing to delete {path}: rectflow did not make it")
-    for entry in path.iterdir():
-        if entry.name != MARKER:
-            remove_made(entry)   # inside a marked folder
-    (path / MARKER).unlink(missing_ok=True)
-    path.rmdir()
-    return True
+    return remove_made(path)

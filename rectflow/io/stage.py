@@ -18,10 +18,28 @@ def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
                   kind=kind, resume=resume)
 
 
+def check_files(outputs, inputs=(), overwrite: bool = False) -> list[Path]:
+    """Every file a command will write, declared and checked before anything is written: none
+    is, contains or lies inside an input or anything an input names (a model folder, its
+    teacher, pairs or data, transitively), none is a folder or a link, none exists unless
+    ``overwrite``, and each can be created. Touches nothing; returns the paths."""
+    from .folders import _real, _refuse_inputs
+    outputs = [Path(p) for p in outputs]
+    inputs = [p for p in inputs if p is not None]
+    for out in outputs:
+        _refuse_inputs(out, _real(out), inputs)
+        if out.is_dir() or out.is_symlink():
+            raise UserError(f"{out} is a folder or a link; name a file")
+        if out.exists() and not overwrite:
+            raise UserError(f"{out} already exists; pass overwrite to replace it")
+        writable_file(out)
+    return outputs
+
+
 def writable_file(path: Path) -> None:
     """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
     parent = Path(os.path.abspath(path)).parent
-    while not parent.exists():
+    while not os.path.lexists(parent):
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"cannot create {path}: {parent} is a file, not a folder")

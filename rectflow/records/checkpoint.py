@@ -12,18 +12,23 @@ Layout of a model folder::
 
 Every file is written to a temporary name in its folder, fsynced and renamed into place, so a
 kill never leaves a half-written file under a final name. A snapshot folder is complete before
-``LATEST`` names it.
+``LATEST`` names it. Each snapshot is marked (kind ``snapshot``) with the token of its run folder
+and records its files, so only this run's snapshots, holding nothing else, are ever deleted;
+``state`` and everything in it must be real folders and files, never links.
 """
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UserError
-from ..io.remove import remove_made
+from ..errors import CheckpointError, OutputError, UserError
+from ..io.folders import make_folder
+from ..io.remove import (SNAPSHOT, foreign_entries, forget, is_made, register, remove_made,
+                         token_of)
 from . import RunCard
 from .snapshot import SnapshotMeta, SnapshotOptimizer
 from ..io.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors, read_json,
@@ -107,14 +112,43 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def _state_folder(folder: Path) -> Path:
+    """``folder/state``, created if missing; a link or a file there is refused."""
+    root = folder / STATE
+    try:
+        root.mkdir(exist_ok=True)
+    except FileExistsError:
+        pass
+    if not stat.S_ISDIR(os.lstat(root).st_mode) or os.path.islink(folder):
+        raise OutputError(f"{root} is not a real folder (a link or a file); rectflow writes "
+                          "snapshots only into a state folder it made")
+    return root
+
+
+def check_state(folder: str | Path) -> None:
+    """Before resuming ``folder``: everything in its ``state`` folder is this run's (``LATEST``
+    and snapshots marked with the run's token). A run made before tokens existed is exempt."""
+    root = Path(folder) / STATE
+    if not os.path.lexists(root) or token_of(folder) is None:
+        return
+    for entry in os.scandir(root):
+        ok = entry.name == "LATEST" and entry.is_file(follow_symlinks=False) or \
+            entry.is_dir(follow_symlinks=False) and is_made(entry.path) and \
+            not foreign_entries(entry.path)
+        if not ok:
+            raise UserError(f"cannot resume {folder}: {entry.path} was not made by this run; "
+                            "move it away")
+
+
 def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimizer: dict,
                   meta: dict, keep: int = 1) -> Path:
-    """Write a complete resume snapshot, point ``state/LATEST`` at it, drop older ones."""
-    root = Path(folder) / STATE
+    """Write a complete resume snapshot, point ``state/LATEST`` at it, drop this run's older
+    ones (never anything else found in ``state``)."""
+    root = _state_folder(Path(folder))
     snap = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     remove_made(tmp)
-    tmp.mkdir(parents=True)
+    make_folder(tmp, SNAPSHOT, run=token_of(folder))
     save_tensors(tmp / "model.safetensors", model)
     save_tensors(tmp / "ema.safetensors", ema)
     opt_tensors, opt_plain = _flatten_optimizer(optimizer)
@@ -123,13 +157,15 @@ def save_snapshot(folder: str | Path, step: int, model: dict, ema: dict, optimiz
     SnapshotMeta(step=step, **meta).write(tmp / SnapshotMeta.FILENAME)
     remove_made(snap)
     os.replace(tmp, snap)
+    forget(tmp)
+    register(snap)
     fsync_dir(root)
     atomic_write_bytes(root / "LATEST", snap.name.encode())
-    old = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != snap.name)
+    old = sorted(p for p in root.glob("step-*") if p.name != snap.name and is_made(p))
     for p in old[: max(0, len(old) - (keep - 1))]:
-        remove_made(p)
+        remove_made(p, strict=False)   # one holding a user's file is left whole
     for p in root.glob(".tmp-step-*"):
-        remove_made(p)
+        remove_made(p, strict=False)
     return snap
 
 

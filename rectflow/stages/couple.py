@@ -29,11 +29,10 @@ from ..options import CoupleConfig
 from ..records import PairsManifest, PairsPlan, Shard, shard_name, sidecar_name, versions
 from ..records.snapshot import ShardSidecar
 from ..io.files import load_tensors, save_tensors, sha256_file
-from ..io.files import is_temp
 from ..core.seeding import BLOCK, block_noise, blocks
 from ..core.solvers import chunked, solve
 from ..machine.accelerator import make_accelerator
-from ..io.remove import remove_made
+from ..io.remove import JOURNAL, MARKER, remove_made, stale_temps
 
 
 def make_plan(cfg: CoupleConfig, teacher_sha256: str) -> PairsPlan:
@@ -58,10 +57,10 @@ def _shard_done(out: Path, s: int) -> dict | None:
 
 
 def remove_stale_temps(out: Path) -> None:
-    """Drop the temporary files of writes a killed run left half done (never a final name)."""
-    for p in out.iterdir():
-        if is_temp(p):
-            remove_made(p)
+    """Drop the temporary files of writes a killed run of this folder left half done: only
+    those carrying the folder's own token (never a user's file, whatever its name)."""
+    for p in stale_temps(out):
+        remove_made(p)
 
 
 def _solve_shard(velocity, extras: dict, cfg: CoupleConfig, x0: torch.Tensor, lo: int, device,
@@ -189,7 +188,8 @@ _PLAN_NAMES = {"teacher_sha256": "teacher weights (sha256)", "noise_block": "noi
 def check_plan(out: Path, plan: PairsPlan) -> str:
     """'new' for an empty folder, 'resume' if the folder was started with the same plan,
     'complete' if it is finished; a different plan is an error (nothing is touched)."""
-    if not out.exists() or not any(p for p in out.iterdir() if not is_temp(p)):
+    if not out.exists() or all(p.name in (MARKER, JOURNAL)      # a killed first write's
+                               for p in set(out.iterdir()) - set(stale_temps(out))):   # temps
         return "new"
     if not PairsPlan.path_in(out).is_file():
         raise UserError(f"{out} exists and is not a coupling dataset; choose another output "

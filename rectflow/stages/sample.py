@@ -17,7 +17,7 @@ from ..core.seeding import noise
 from ..objectives.diffusion import ancestral_samples, check_sampler
 from ..core.seeding import generator
 from ..data.sources import Source
-from ..io.stage import writable_file
+from ..io.stage import check_files
 from ..options import COUPLE, table_of
 from ..analysis.figures import save_samples_picture
 from ..core.guidance import sample_velocity
@@ -61,17 +61,12 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     out = Path(out)
     if out.suffix != ".npy":
         out = out.with_suffix(out.suffix + ".npy") if out.suffix else out.with_suffix(".npy")
-    picture = out.with_suffix(".png")
-    for p in (out, picture):
-        if p.exists() and not overwrite:
-            raise UserError(f"{p} already exists; pass overwrite to replace it")
-    if ck.path.resolve() in out.resolve().parents:
-        raise UserError(f"{out} lies inside the model folder {ck.path}; write elsewhere")
-    for p in (out, picture):
-        if p.is_dir() or p.is_symlink():
-            raise UserError(f"{p} is a folder or a link; name a file")
-    writable_file(out)
     y, n = sample_labels(ck.card, classes, n)
+    picture = out.with_suffix(".png")
+    labels = out.with_suffix(".labels.npy")
+    drawn = len(ck.shape) == 3 or tuple(ck.shape) == (2,)   # what save_samples_picture draws
+    check_files([out, *([picture] if drawn else []), *([labels] if y is not None else [])],
+                [ck.path], overwrite)
     io.check_fits(4 * n * math.prod(ck.shape) * 4, f"sampling n={n}")
     if sampler == "ancestral" and y is not None:
         raise UserError("the ancestral sampler takes no classes; sample a conditional model "
@@ -95,7 +90,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     out.parent.mkdir(parents=True, exist_ok=True)
     write_npy(out, raw)
     if y is not None:
-        write_npy(out.with_suffix(".labels.npy"), y)
+        write_npy(labels, y)
     pic = save_samples_picture(x if is_image else raw, picture, is_image,
                                title=f"{ck.path.name}: {solver}, {plural(steps, 'step')}, "
                                      f"{sol.nfe:g} NFE",

@@ -62,6 +62,7 @@ def _saved_card(out: Path, stage: str) -> RunCard:
         raise UserError(f"cannot resume {out}: it holds no rectflow run (no {ckpt.CONFIG}); "
                         "start a new one without resume")
     card = Checkpoint(out).card
+    ckpt.check_state(out)
     if card.stage != stage:
         raise UserError(f"cannot resume {out} as {stage}: it is a {card.stage} run")
     return card
@@ -209,6 +210,22 @@ def teacher_of(pairs: PairsDataset) -> Path:
     return pairs.path / t
 
 
+def verified_teacher(pairs: PairsDataset) -> Checkpoint:
+    """The teacher the pairs name, after checking its weights are still the ones the pairs
+    were made from (the sha256 in the manifest), so a replaced or altered teacher is never
+    used in its place."""
+    teacher = Checkpoint(teacher_of(pairs))
+    recorded = pairs.manifest.teacher.get("sha256")
+    if recorded:
+        weights = teacher.weights_path(pairs.manifest.teacher.get("weights") != "model")
+        if ckpt.sha256_file(weights) != recorded:
+            raise CheckpointError(f"teacher {teacher.path} is not the model the pairs in "
+                                  f"{pairs.path} were made from ({weights.name} differs from "
+                                  "the sha256 in their manifest); pass init to start from it "
+                                  "anyway")
+    return teacher
+
+
 def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_ema: bool,
                     options: Options, sample_steps: int, resume: bool, overwrite: bool,
                     callback, evaluate: bool, eval_n: int | None, module,
@@ -226,8 +243,8 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
     pd = open_pairs(pairs)
     cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
                        where=("options", stage, "config file"), kind=data_kind(pd.shape))
-    init_path = Path(init) if init is not None else teacher_of(pd)
-    teacher = Checkpoint(init_path)
+    teacher = Checkpoint(init) if init is not None else verified_teacher(pd)
+    init_path = teacher.path
     if tuple(teacher.shape) != tuple(pd.shape):
         raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
                               f"{init_path} is a model of shape {list(teacher.shape)}")
@@ -345,7 +362,8 @@ def couple(ckpt_dir: str | Path, out: str | Path, config: CoupleConfig | None = 
         return write_pairs(net, teacher.shape, folder, cfg, prov, callback, acc, source=x0s,
                            data_metrics=lambda x0: data_ot(tc, x0, cfg.seed, cfg.ot_subsample))
 
-    return write_stage(out, "pairs", overwrite, resume=state == "resume", acc=acc, run=run)
+    return write_stage(out, "pairs", overwrite, resume=not overwrite and out.is_dir(), acc=acc,
+                       run=run)   # "new" may be a marked folder a killed first write left
 
 
 # ------------------------------------------------------------------------------------ lineage

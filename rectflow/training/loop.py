@@ -31,6 +31,7 @@ from ..records import checkpoint as ckpt
 from .pairs import PairSource
 from ..io import graceful_interrupts
 from ..errors import CheckpointError, StageInterrupted, TrainingDiverged, UserError
+from ..io.files import append_bytes
 from ..objectives import Objective, build_objective
 from ..options import TrainConfig
 from ..records import RunCard
@@ -175,8 +176,7 @@ class TrainLog:
         rate = (step - self.last) * self.cfg.batch_size / max(now - self.t_last, 1e-9)
         rec = {"step": step, "loss": float(losses.mean()), "lr": lr, "samples_per_s": rate}
         if self.acc.is_main_process:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_bytes(self.path, (json.dumps(rec) + "\n").encode())
         if self.cfg.log_with:
             self.acc.log({"loss": rec["loss"], "lr": lr}, step=step)
         self.emit({"event": "step", "steps": self.cfg.train_steps, **rec})

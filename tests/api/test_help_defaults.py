@@ -6,7 +6,6 @@ Commands are discovered from the typer app, so a new command is covered as it is
 import re
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from rectflow.cli.main import COMMANDS as NAMES, app, load_command

@@ -195,6 +195,7 @@ import os, sys, errno
 from pathlib import Path
 import rectflow.io.folders as f
 from rectflow.io import FolderLock, staged_output
+from rectflow.records import atomic_write_bytes
 out, k, fallback = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 calls = [0]
 def counted(fn):
@@ -208,7 +209,7 @@ def no_exchange(a, b):
     raise OSError(errno.ENOSYS, "no renameat2")
 with FolderLock(out):
     with staged_output(out, "model", overwrite=True) as tmp:
-        (tmp / "run.txt").write_text("new")
+        atomic_write_bytes(tmp / "run.txt", b"new")     # as a stage writes: recorded
         f.exchange = counted(no_exchange if fallback else f.exchange)
         for name in ("rename", "unlink", "rmdir"):
             setattr(os, name, counted(getattr(os, name)))

@@ -235,6 +235,8 @@ def test_os_errors_disk_full_removes_partial_files(tmp_path):
     (tmp_path / "pairs" / ".rectflow").write_text('{"kind": "pairs"}')   # rectflow's folder
     part = tmp_path / "pairs" / "pairs-00003.safetensors"
     part.write_bytes(b"half")
+    from rectflow.io.remove import register
+    register(part)                  # this process made it
     users = tmp_path / "mine.txt"   # named by mistake: cleanup never deletes a user's file
     users.write_text("keep")
     with pytest.raises(ResourceError) as e:
@@ -272,23 +274,32 @@ def test_os_errors_out_of_memory_and_other_errors(tmp_path):
 
 def test_deletion_passes_one_guard_that_refuses_what_rectflow_did_not_make(tmp_path):
     from rectflow.errors import OutputError
-    from rectflow.io.remove import remove_made
+    from rectflow.io.folders import make_folder
+    from rectflow.io.remove import SNAPSHOT, register, remove_made, token_of
     mine = tmp_path / "notes.txt"
     mine.write_text("a user's file")
     with pytest.raises(OutputError, match="did not make"):
         remove_made(mine)
     assert not remove_made(mine, strict=False) and mine.read_text() == "a user's file"
-    temp = tmp_path / ".x.safetensors.0a1b.tmp"
-    temp.write_bytes(b"partial")
-    snap = tmp_path / "run" / "state" / "step-00000004"
-    snap.mkdir(parents=True)
+    run = make_folder(tmp_path / "run", "model")
+    users = [run / ".x.safetensors.0a1b.tmp", run / "anything", run / "state" / "step-00000003"]
+    users[2].mkdir(parents=True)
+    (users[2] / "meta.json").write_text("{}")          # named like a snapshot, but not one
+    for p in users[:2]:
+        p.write_text("x")
+    own = run / f".x.safetensors.{token_of(run)[:8]}-0a1b.tmp"   # a killed run's temp file
+    own.write_bytes(b"partial")
+    snap = make_folder(run / "state" / "step-00000004", SNAPSHOT, run=token_of(run),
+                       files=["meta.json"])
     (snap / "meta.json").write_text("{}")
-    marked = tmp_path / "pairs"
-    marked.mkdir()
-    (marked / ".rectflow").write_text('{"kind": "pairs"}')
-    (marked / "anything").write_text("x")
-    assert remove_made(temp) and remove_made(snap) and remove_made(marked / "anything")
-    assert not temp.exists() and not snap.exists() and mine.exists()
+    made = tmp_path / "made.bin"
+    made.write_bytes(b"x")
+    register(made)
+    for p in users:
+        with pytest.raises(OutputError, match="did not make"):
+            remove_made(p)
+    assert remove_made(own) and remove_made(snap) and remove_made(made)
+    assert not own.exists() and not snap.exists() and all(p.exists() for p in users)
 
 
 def test_a_whole_folder_is_removed_only_when_rectflow_marked_or_named_it(tmp_path):
@@ -298,7 +309,7 @@ def test_a_whole_folder_is_removed_only_when_rectflow_marked_or_named_it(tmp_pat
     mine = tmp_path / "run"
     (mine / "sub").mkdir(parents=True)
     (mine / "sub" / "w.bin").write_bytes(b"x")
-    (mine / MARKER).write_text("{}")
+    (mine / MARKER).write_text('{"kind": "run"}')
     assert remove_marked_folder(mine) and not mine.exists()
     users = tmp_path / "photos"
     users.mkdir()

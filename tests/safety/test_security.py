@@ -191,6 +191,9 @@ def test_teacher_path_is_read_only_as_a_checkpoint(cli, tmp_path, base):
     (evil / "ema.safetensors").write_bytes(raw_pickle(tmp_path / "PWNED"))
     edit_json(pairs / "manifest.json", teacher__path="../evil_teacher")
     code, _, err = cli("reflow", "--pairs", pairs, "--out", tmp_path / "r", "--train-steps", 2)
+    assert code == 2 and "differs from the sha256 in their manifest" in err, err  # only hashed
+    code, _, err = cli("reflow", "--pairs", pairs, "--init", evil, "--out", tmp_path / "r",
+                       "--train-steps", 2)
     assert code == 2 and "not a valid safetensors file" in err, err
     assert not (tmp_path / "PWNED").exists()
 

@@ -233,9 +233,12 @@ def test_out_that_is_not_a_pairs_folder_is_refused(teacher, tmp_path, cli):
 
 
 def test_leftover_temp_files_of_a_killed_first_write_are_cleaned(teacher, tmp_path, cli):
+    from rectflow.io import FolderLock, ensure_output
+    from rectflow.io.remove import token_of
     out = tmp_path / "fresh"
-    out.mkdir()
-    (out / ".plan.json.k1ll3d.tmp").write_text("{")             # killed before any rename
+    with FolderLock(out):
+        ensure_output(out, "pairs")                              # marked, then killed ...
+    (out / f".plan.json.{token_of(out)[:8]}-k1ll3d.tmp").write_text("{")   # ... mid-write
     code, _, err = cli("couple", "--ckpt", teacher, "--out", out, "-n", 50,
                        "--steps", 1, "--ot-subsample", 10)
     assert code == 0, err

@@ -130,8 +130,8 @@ def test_translate_keeps_names_formats_and_refuses_unsafe_outputs(rounds, tmp_pa
                           "--input", tmp_path / "b.npz", "--out", out, "--steps", "1")
     assert code == 0, err
     assert "translated 4 points in 2 files" in text
-    assert sorted(p.name for p in out.iterdir()) == [".rectflow", "a.npy", "b.npz",
-                                                      "translate-grid.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".rectflow", ".rectflow-files", "a.npy",
+                                                      "b.npz", "translate-grid.png"]
     a = np.load(out / "a.npy", allow_pickle=False)
     with np.load(out / "b.npz", allow_pickle=False) as z:
         b = z["x"]
@@ -145,7 +145,8 @@ def test_translate_keeps_names_formats_and_refuses_unsafe_outputs(rounds, tmp_pa
     assert (out / "a.npy").read_bytes() == before
     assert cli("translate", "--ckpt", rf2, "--input", tmp_path / "a.npy", "--out", out,
                "--overwrite")[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == [".rectflow", "a.npy", "translate-grid.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".rectflow", ".rectflow-files", "a.npy",
+                                                      "translate-grid.png"]
 
 
 def test_interpolate_writes_a_path(rounds, tmp_path, cli):

@@ -9,7 +9,6 @@ import json
 import pytest
 
 from rectflow.records.checkpoint import lineage
-from rectflow.stages import train as stages
 from rectflow.records.checkpoint import Checkpoint
 
 PAIRS = ("--n", "20000", "--solver", "rk4", "--steps", "8", "--shard-size", "10000")
