@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import os
 import sys
 from pathlib import Path
@@ -129,3 +130,26 @@ def max_weight_diff(a: Path, b: Path) -> float:
     ta, tb = load_tensors(a), load_tensors(b)
     assert ta.keys() == tb.keys()
     return max(float((ta[k].double() - tb[k].double()).abs().max()) for k in ta)
+
+
+def variant(src: Path, dst: Path) -> Path:
+    """A copy of the input folder ``src`` at ``dst``, to be edited into a hostile case."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def refused(cli, root, monkeypatch, argv, word, env=None):
+    """Run the CLI in ``root``: exit 2, one line on stderr naming ``word``, no traceback, and
+    every file under ``root`` as it was. Returns the line."""
+    monkeypatch.chdir(root)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    before = tree_state(root)
+    code, _, err = cli(*argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("rectflow: error:"), lines[0]
+    assert word.lower() in lines[0].lower(), lines[0]
+    assert tree_state(root) == before
+    return lines[0]

@@ -149,13 +149,22 @@ def _refuse_links(out: Path, doing: str) -> None:
                                   f"refusing to {doing} it")
 
 
-def _check_writable(out: Path) -> None:
-    parent = Path(os.path.abspath(out)).parent
+def writable_parent(path: Path) -> Path:
+    """The nearest existing ancestor of ``path``, which must be a folder this process can write
+    into (``path`` can then be created); OutputError otherwise."""
+    parent = Path(os.path.abspath(path)).parent
     while not os.path.lexists(parent):
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputError(f"cannot create {out}: {parent} is a file, not a folder")
-    for place in (parent, out) if out.is_dir() else (parent,):
+        raise OutputError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {path}: {parent} is not writable")
+    return parent
+
+
+def _check_writable(out: Path) -> None:
+    writable_parent(out)
+    for place in (out,) if out.is_dir() else ():
         if not os.access(place, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write to {out}: {place} is not writable")
 

@@ -2,11 +2,11 @@
 with ``overwrite`` written beside the old run and swapped in when it completes."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import StageInterrupted, UserError
-from .folders import check_output as _check, ensure_output, sibling, staged_output
+from .folders import (check_output as _check, ensure_output, sibling, staged_output,
+                      writable_parent)
 from .lock import FolderLock
 
 
@@ -38,13 +38,7 @@ def check_files(outputs, inputs=(), overwrite: bool = False) -> list[Path]:
 
 def writable_file(path: Path) -> None:
     """A file can be created at ``path``: its nearest existing ancestor is a writable folder."""
-    parent = Path(os.path.abspath(path)).parent
-    while not os.path.lexists(parent):
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {path}: {parent} is not writable")
+    writable_parent(path)
 
 
 def write_stage(out: Path, kind: str, overwrite: bool, resume: bool, acc, run):

@@ -24,7 +24,7 @@ from ..io.stage import check_output, write_stage
 from .sample import sample, sample_tensor  # noqa: F401 - part of the stages API
 from ..records.checkpoint import Checkpoint
 from ..training.pairs import COUPLINGS, pairs_source, train_source
-from ..data import data_kind, data_spec, load_dataset
+from ..data import data_kind, data_spec, load_dataset, spec_shape
 from ..data.pairs import PairsDataset
 from ..errors import CheckpointError, OptionError, UserError
 from ..analysis.evaluate import stage_report
@@ -158,16 +158,18 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             ckpt.check_saved(card, out)
         net = own if own is not None else _seeded_model(card.model, cfg.seed)
     else:
-        cfg = train_config("train", _given(options), file_options,
-                           where=("options", "config file"))
-        if cfg.pair_drop > 0:
-            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         if coupling not in COUPLINGS:
             raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         spec = data_spec(data, data_root, download, resolution, channels, _note(callback))
+        # resolved once, for the kind of data the spec names (read from headers alone)
+        cfg = train_config("train", _given(options), file_options,
+                           kind=data_kind(spec_shape(spec)), where=("options", "config file"))
+        if cfg.pair_drop > 0:
+            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
         dataset = load_dataset(spec, "train", allow_download=download)
-        cfg = train_config("train", _given(options), file_options, kind=data_kind(dataset.shape),
-                           where=("options", "config file"))
+        if data_kind(dataset.shape) != data_kind(spec_shape(spec)):   # headers must not lie
+            raise UserError(f"{data}: its header says shape {list(spec_shape(spec))} but it "
+                            f"holds samples of shape {list(dataset.shape)}")
         labelled, sizes = new_card(cfg, spec)   # {conditional, classes}, {num_classes}
         if own is not None:
             net, model_cfg = own, custom_config(own)

@@ -5,20 +5,14 @@ and embedded verbatim), and every case has variants beyond the one reported.
 """
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from support import edit_json, point_cloud, small_pairs, tiny_checkpoint, tree_state
+from support import refused, variant, edit_json, point_cloud, small_pairs, tiny_checkpoint, tree_state
 
 CLI = Path(__file__).resolve().parents[2] / "cli"
-
-
-def variant(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +75,6 @@ def root(tmp_path_factory) -> Path:
                        ("steps_float", "[train]\nsteps = 1.5\n")]:
         (r / f"{name}.toml").write_text(text)
     return r
-
-
-def refused(cli, root, monkeypatch, argv, word, env=None):
-    monkeypatch.chdir(root)
-    for k, v in (env or {}).items():
-        monkeypatch.setenv(k, v)
-    before = tree_state(root)
-    code, _, err = cli(*argv)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("rectflow: error:"), lines[0]
-    assert word.lower() in lines[0].lower(), lines[0]
-    assert tree_state(root) == before
-    return lines[0]
 
 
 SAMPLE = ["sample", "--out", "s.npy", "-n", "8", "--ckpt"]
