@@ -11,7 +11,7 @@ from rectflow.options import EVAL, EvalConfig, for_kind
 
 from .options import Ckpt, Threads, option_params, use_threads, with_options
 from .progress import ProgressCallback
-from .summary import print_report
+from .summary import print_eval
 
 FeaturesDir = Annotated[Optional[Path], typer.Option(help="Cache of the feature classifiers (default <checkpoints root>/.features).")]
 evaluation_options = with_options(option_params(EVAL))
@@ -34,4 +34,4 @@ def evaluate(
     with ProgressCallback("eval", "part") as cb:
         ev = evaluate_checkpoint(ckpt, cfg, out=out, features_dir=features_dir,
                                  reuse=not recompute, callback=cb, overwrite=overwrite)
-    print_report(ev, out)
+    print_eval(ev, out)

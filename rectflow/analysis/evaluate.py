@@ -8,7 +8,7 @@ One entry point, :func:`evaluate_checkpoint`, and one record, :class:`EvalReport
 (``eval.json``): quality at each step count (with the NFE each took), optionally an adaptive
 dopri5 reference, path metrics with their OT reference, and for images a Fréchet distance on
 the features of a small classifier (and, given local Inception weights, the standard FID).
-Training stages run the same evaluation on a bounded budget (:func:`stage_report`).
+Training stages run the same evaluation on a bounded budget (:func:`evaluate_stage`).
 """
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def stage_defaults(card) -> EvalConfig:
     return EvalConfig(steps=tuple(sorted(steps)), adaptive=False, seeds=1, **base)
 
 
-def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
+def evaluate_stage(out: Path, n: int | None = None, device="cpu", callback=None,
                  model: torch.nn.Module | None = None) -> EvalReport:
     """Evaluate a finished model folder and store its ``eval.json`` (its own output)."""
     ck = Checkpoint(out)

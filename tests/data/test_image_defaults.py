@@ -39,7 +39,7 @@ def test_ctrl_c_in_the_evaluation_keeps_the_model(tmp_path, monkeypatch):
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(stages, "stage_report", interrupted)
+    monkeypatch.setattr(stages, "evaluate_stage", interrupted)
     events = []
     ck = stages.train(tmp_path / "rf1", "moons", options={"train_steps": 3}, callback=events.append)
     assert ck.complete and not (ck.path / "eval.json").exists()
