@@ -5,8 +5,7 @@ from __future__ import annotations
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.records import EvalReport
-from rectflow.progress import plural
+from rectflow.api import EvalReport, plural
 
 
 console = plain_console()
