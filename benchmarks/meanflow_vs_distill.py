@@ -86,7 +86,7 @@ def run(preset: str, out: Path, pair_drop: float) -> dict:
     mf1 = model("mf1", lambda o, resume: stages.train(o, cfg["data"], options=mf_scratch,
                                                       resume=resume, **train_kw))
     result = compare([rf1, rf2, dist, mfr, mf1], out / "compare", presets.eval_config(cfg),
-                     overwrite=(out / "compare").exists())
+                     overwrite=(out / "compare").exists()).to_json()
     couple_nfe = cfg["couple"]["n"] * {"euler": 1, "heun": 2, "rk4": 4}.get(
         cfg["couple"]["solver"], 0) * cfg["couple"]["steps"]
     budget = {"rf1": tr.train_steps, "rf2": tr.train_steps + rf.train_steps, "distill": total, "mf-rf3": total,

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from .console import plain_console
 
-from rectflow.analysis.compare import animate as make_gif
+from rectflow import api
 
 from .progress import ProgressCallback
 
@@ -23,6 +23,6 @@ def animate(
 ):
     """Animate 2-D flows (matplotlib frames, written as a GIF by PIL; no ffmpeg)."""
     with ProgressCallback("animate", "frame") as cb:
-        path = make_gif(ckpt, out, n=n, seed=seed, steps=steps, frames=frames, fps=fps,
+        path = api.animate(ckpt, out, n=n, seed=seed, steps=steps, frames=frames, fps=fps,
                         callback=cb, overwrite=overwrite)
     plain_console().print(f"wrote {path} ({frames} frames, {len(ckpt)} input folder(s))")

@@ -7,10 +7,8 @@ import typer
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.analysis import compare as cmp
-from rectflow.records.checkpoint import kind_of
-from rectflow.options import EvalConfig, for_kind
-from rectflow.progress import plural
+from rectflow import api
+from rectflow.api import Comparison, plural
 
 from .eval import FeaturesDir, evaluation_options
 from .options import Overwrite, Threads, use_threads
@@ -29,41 +27,41 @@ def _rich(title: str, headers: list[str], rows: list[list]) -> Table:
     return t
 
 
-def compare_tables(result: dict) -> list[Table]:
-    """The comparison as two narrow tables (paths, then quality) that fit a terminal."""
-    headers, rows = cmp.table(result)
+def compare_tables(result: Comparison) -> list[Table]:
+    """The comparison as two narrow tables (paths, then quality) that fit a terminal; titled
+    by the data's name (a file's or folder's own name for the user's data)."""
+    headers, rows = api.comparison_table(result)
     split = headers.index("OT cost") + 1
     keep = [i for i in range(split) if headers[i] not in ("S/D", "stage")]   # in compare.md
-    name = result["data"].get("name")
+    name = api.describe_data(result.data)
     models = [r for r in rows if r[1] != "data"]   # the noise floor has no paths
-    return [_rich(f"{name}: paths on {result['rows'][0].get('n_paths')} source points "
+    return [_rich(f"{name}: paths on {result.rows[0].get('n_paths')} source points "
                   "(a distilled student: its own k-step path)",
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
-            _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
-                  f"held-out points, mean ± std over {plural(len(result.get('seeds') or [0]), 'seed')}; "
+            _rich(f"{name}: sample quality, {result.n} samples vs {result.n_reference} "
+                  f"held-out points, mean ± std over {plural(len(result.seeds or [0]), 'seed')}; "
                   "* best, ~ tied with it within the noise",
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 
 
-def print_result(result: dict, out: Path) -> None:
+def print_result(result: Comparison, out: Path) -> None:
     con = plain_console()
     for t in compare_tables(result):
         con.print(t)
-    if result.get("classifier") and "test_accuracy" in result["classifier"]:
-        con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
+    if result.classifier and "test_accuracy" in result.classifier:
+        con.print(f"FD features: classifier with {result.classifier['test_accuracy']:.1%} "
                   "held-out accuracy")
-    if result.get("conditional"):
-        from rectflow.analysis import conditional_figures as conditional_report
-        c = result["conditional"]
-        con.print(_rich(f"{result['data'].get('name')}: conditional, labels "
+    if result.conditional:
+        c = result.conditional
+        con.print(_rich(f"{api.describe_data(result.data)}: conditional, labels "
                         f"{c.get('labels')}; acc = {c.get('accuracy') or 'not measured'}",
-                        *conditional_report.table(c, sorted({min(result["args"]["steps"]),
-                                                             max(result["args"]["steps"])}))))
-    for r in result["rows"]:
+                        *api.conditional_table(c, sorted({min(result.args["steps"]),
+                                                          max(result.args["steps"])}))))
+    for r in result.rows:
         if r.get("lineage_text"):
             con.print(f"{r['name']}: {r['lineage_text']}")
     con.print(f"wrote {out}/compare.json, compare.csv, compare.md; pictures: "
-              + ", ".join(result["pictures"].values()))
+              + ", ".join(result.pictures.values()))
 
 
 @evaluation_options
@@ -77,12 +75,11 @@ def compare(
 ):
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
     use_threads(threads)
-    cfg = for_kind(EvalConfig, "compare", kind_of(*ckpt), options)
     if out is None:
         out = default_out(ckpt, overwrite)
     with ProgressCallback("compare", "part") as cb:
-        result = cmp.compare(ckpt, out, cfg, features_dir=features_dir, callback=cb,
-                             overwrite=overwrite)
+        result = api.compare(ckpt, out=out, features_dir=features_dir, callback=cb,
+                             overwrite=overwrite, **options)
     print_result(result, out)
 
 

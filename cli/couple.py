@@ -6,13 +6,12 @@ from typing import Annotated, Optional
 import typer
 from .console import plain_console
 
-from rectflow.stages import train as stages
-from rectflow.records.checkpoint import kind_of
-from rectflow.options import COUPLE, CoupleConfig, for_kind
-from rectflow.progress import plural
+from rectflow import api
+from rectflow.api import plural
+from rectflow.options import COUPLE
 
-from .options import (Ckpt, ConfigFile, Overwrite, Threads, config_section, option_params,
-                      use_threads, with_options)
+from .options import (Ckpt, ConfigFile, Overwrite, Threads, option_params, use_threads,
+                      with_options)
 from .progress import ProgressCallback
 from .summary import path_table
 
@@ -29,8 +28,6 @@ def couple(
     """Write pairs (x0, z1) for reflow/distill; rerun the same command to resume.
     (Under torchrun write -n, not --n: torchrun's own parser takes --n.)"""
     use_threads(threads)
-    cfg = for_kind(CoupleConfig, "couple", kind_of(ckpt), options,
-                   config_section(config, "couple"), where=("options", "config file"))
     out = out or ckpt.parent / f"{ckpt.name}-pairs"
     complete = []
     with ProgressCallback("couple", "pairs") as bar:
@@ -38,7 +35,8 @@ def couple(
             if event.get("event") == "complete":
                 complete.append(True)
             bar(event)
-        manifest = stages.couple(ckpt, out, cfg, overwrite=overwrite, callback=callback)
+        manifest = api.couple(ckpt, out, config=config, overwrite=overwrite, callback=callback,
+                              **options)
     if manifest is not None:   # main process only
         con = plain_console()
         state = "already complete, nothing written" if complete else "written"

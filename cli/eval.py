@@ -5,13 +5,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.analysis.evaluate import evaluate_checkpoint
-from rectflow.records.checkpoint import kind_of
-from rectflow.options import EVAL, EvalConfig, for_kind
+from rectflow import api
+from rectflow.options import EVAL
 
 from .options import Ckpt, Threads, option_params, use_threads, with_options
 from .progress import ProgressCallback
-from .summary import print_report
+from .summary import print_eval
 
 FeaturesDir = Annotated[Optional[Path], typer.Option(help="Cache of the feature classifiers (default <checkpoints root>/.features).")]
 evaluation_options = with_options(option_params(EVAL))
@@ -21,7 +20,7 @@ evaluation_options = with_options(option_params(EVAL))
 def evaluate(
     options: dict,
     ckpt: Ckpt,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the report (default <ckpt>-eval.json beside the model).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="A .json file to write the report to (default: the model folder's own eval.json, refreshed).")] = None,
     features_dir: FeaturesDir = None,
     recompute: Annotated[bool, typer.Option(help="Ignore a stored report with the same arguments and weights.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report made with other arguments or weights.")] = False,
@@ -29,9 +28,7 @@ def evaluate(
 ):
     """Evaluate a checkpoint: quality at each step count, an adaptive reference, straightness."""
     use_threads(threads)
-    cfg = for_kind(EvalConfig, "compare", kind_of(ckpt), options)
-    out = out or ckpt.parent / f"{ckpt.name}-eval.json"
     with ProgressCallback("eval", "part") as cb:
-        ev = evaluate_checkpoint(ckpt, cfg, out=out, features_dir=features_dir,
-                                 reuse=not recompute, callback=cb, overwrite=overwrite)
-    print_report(ev, out)
+        ev = api.evaluate(ckpt, out=out or ckpt, features_dir=features_dir,
+                          reuse=not recompute, callback=cb, overwrite=overwrite, **options)
+    print_eval(ev, ev.file)

@@ -7,7 +7,7 @@ import typer
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.analysis import explore as ex
+from rectflow import api
 
 
 def _choices(steps: str, adaptive: bool) -> list:
@@ -65,10 +65,10 @@ def explore(
         raise typer.BadParameter(f"must be >= 0, got {ancestral_steps}", param_hint="--ancestral-steps")
     con = plain_console()
     with con.status("solving every model with every sampler"):
-        page, data = ex.explore(ckpt, out, overwrite=overwrite, n=n, seed=seed,
-                                choices=_choices(steps, adaptive),
-                                ancestral_steps=ancestral_steps or None, use_ema=use_ema,
-                                max_frames=max_frames)
+        page, data = api.explore(ckpt, out, overwrite=overwrite, n=n, seed=seed,
+                                 choices=_choices(steps, adaptive),
+                                 ancestral_steps=ancestral_steps or None, use_ema=use_ema,
+                                 max_frames=max_frames)
     con.print(summary_table(data))
     con.print(f"wrote {page} ({page.stat().st_size / 1e6:.2f} MB, {len(data['models'])} models x "
               f"{len(data['choices'])} samplers); open it in a browser")

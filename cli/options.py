@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from rectflow.errors import UserError
 from rectflow.options import THREADS, Opt
-from rectflow.core.path import TimeDist
+from rectflow.api import TimeDist
 
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output that rectflow made (the new one is swapped in when it completes).")]
@@ -32,8 +32,8 @@ Threads = Annotated[Optional[int], typer.Option(help=THREADS.help, min=1, show_d
 def use_threads(n: Optional[int]) -> None:
     """Set the CPU thread policy for this command; its progress bar says so in one line when
     work starts (so a refused invocation still prints only its error)."""
-    from rectflow.machine.threads import configure
-    configure(n)
+    from rectflow.api import configure_threads
+    configure_threads(n)
 
 
 _PY = {int: int, float: float, str: str, bool: bool, tuple: str, TimeDist: str}
@@ -112,17 +112,6 @@ def with_options(params: list[inspect.Parameter], target: str = "options"):
         del command.__wrapped__
         return command
     return wrap
-
-
-def config_section(path: Optional[Path], section: str) -> dict:
-    """The ``[section]`` table of a --config TOML file (empty when no file is given)."""
-    if path is None:
-        return {}
-    from rectflow.stages.presets import read_toml
-    table = read_toml(path).get(section, {})
-    if not isinstance(table, dict):
-        raise typer.BadParameter(f"[{section}] must be a table", param_hint="--config")
-    return table
 
 
 def _floats(fn) -> dict[str, str]:

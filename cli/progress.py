@@ -5,8 +5,7 @@ from .console import plain_console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-from rectflow.progress import PlainLines
-from rectflow.machine.threads import take_note
+from rectflow.api import PlainLines, take_note
 
 console = plain_console(stderr=True)   # progress bars
 notes = plain_console()          # one-line notes (threads, batch chosen, resizes): stdout, so

@@ -5,11 +5,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.stages import train as stages
+from rectflow import api
 from rectflow.options import STAGE_DEFAULTS, TRAIN
 
 from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, UseEma,
-                      config_section, option_params, use_threads, with_options)
+                      option_params, use_threads, with_options)
 from .progress import ProgressCallback
 from .summary import print_stage
 
@@ -26,11 +26,10 @@ def reflow(options: dict, pairs: Pairs, out: StageOut = None, init: Init = None,
     """Train round k+1 on round k's pairs, starting from round k's weights."""
     use_threads(threads)
     with ProgressCallback("reflow") as cb:
-        ck = stages.reflow(pairs, out or pairs.parent / "reflow", init=init, init_ema=use_ema,
-                           options=options, resume=resume, overwrite=overwrite, callback=cb,
-                           evaluate=evaluate, eval_n=eval_n,
-                           file_options=config_section(config, "reflow"))
-    print_stage(ck.path)
+        flow = api.reflow(pairs, out=out, init=init, init_ema=use_ema, resume=resume,
+                          overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
+                          config=config, **options)
+    print_stage(flow.path)
 
 
 @with_options(option_params(TRAIN, STAGE_DEFAULTS["distill"], skip=("time_dist",)))
@@ -41,11 +40,8 @@ def distill(options: dict, pairs: Pairs, out: StageOut = None,
             overwrite: Overwrite = False, threads: Threads = None):
     """Distill to k steps: k Euler steps from x0 land on the paired z1."""
     use_threads(threads)
-    section = config_section(config, "distill")
-    section.pop("k", None)
     with ProgressCallback("distill") as cb:
-        ck = stages.distill(pairs, out or pairs.parent / "distill", k=k, init=init,
-                            init_ema=use_ema, options=options, resume=resume,
-                            overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
-                            file_options=section)
-    print_stage(ck.path)
+        flow = api.distill(pairs, k=k, out=out, init=init, init_ema=use_ema, resume=resume,
+                           overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
+                           config=config, **options)
+    print_stage(flow.path)

@@ -8,8 +8,8 @@ from .console import plain_console
 from rich.table import Table
 from rich.text import Text
 
-from rectflow.stages import run as pipeline
-from rectflow.stages.presets import PRESETS
+from rectflow import api
+from rectflow.api import PRESETS
 
 from .compare import print_result
 from .options import Threads, use_threads
@@ -58,8 +58,9 @@ def timing_table(record: dict) -> Table:
 
 
 def run(
-    preset: Annotated[str, typer.Option(help=f"Recipe: {', '.join(PRESETS)}.")] = "moons",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default checkpoints/<preset>-run).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"Recipe: {', '.join(PRESETS)} (default: by the kind of --data, moons for vectors and digits for images; moons without --data).", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data of every stage, over the preset's: a dataset name, an image folder, or a .npy/.npz/.safetensors [N, D] file.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default checkpoints/<preset>-run, or checkpoints/<data's name>-run for --data without --preset).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file overriding any stage option: tables train, couple, reflow, distill, compare (e.g. train_steps = 500 in the train table), top-level data, model.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Local root of mnist/cifar10 data.")] = None,
     download: Annotated[bool, typer.Option(help="Allow downloading mnist/cifar10 into --data-root.")] = False,
@@ -67,7 +68,7 @@ def run(
 ):
     """Run the whole reflow pipeline; rerun the same command to continue an interrupted run."""
     use_threads(threads)
-    out = out or Path("checkpoints") / f"{preset}-run"
+    out = out or api.default_run_out(preset, data)
     overrides = {}
     if data_root is not None:
         overrides["data_root"] = str(data_root.resolve())
@@ -75,8 +76,8 @@ def run(
         overrides["download"] = True
     progress = StageProgress()
     try:
-        record = pipeline.run(preset, out, config_file=config, overrides=overrides,
-                              callback=progress)
+        record = api.run(preset, out, data=data, config=config, overrides=overrides,
+                         callback=progress)
     finally:
         progress.close()
     if record.get("compare") is None:   # a non-main process of a distributed run

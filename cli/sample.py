@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 import typer
 from .console import plain_console
 
-from rectflow.stages import train as stages
+from rectflow import api
+from rectflow.api import plural
 from rectflow.options import SOLVERS
-from rectflow.progress import plural
 
 from .options import Ckpt, Overwrite, UseEma
 
@@ -30,12 +30,12 @@ def sample(
 ):
     """Sample from a trained flow; writes samples in the data's own units."""
     out = out or ckpt.parent / f"{ckpt.name}-samples.npy"
-    r = stages.sample(ckpt, out, n=n, steps=steps, solver=solver, seed=seed, use_ema=use_ema,
+    r = api.sample_to_file(ckpt, out, n=n, steps=steps, solver=solver, seed=seed, use_ema=use_ema,
                       rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
                       classes=[c for v in classes or [] for c in v.split(",") if c.strip()],
                       guidance=guidance)
-    if r["note"]:
-        plain_console().print(r["note"], highlight=False, soft_wrap=True)
-    plain_console().print(f"wrote {r['shape'][0]} samples to {r['samples']} ({r['sampler']}, "
-                    f"{plural(r['steps'], 'step')}, {r['nfe']:g} NFE per sample)"
-                    + (f", picture {r['picture']}" if r["picture"] else ""))
+    if r.note:
+        plain_console().print(r.note, highlight=False, soft_wrap=True)
+    plain_console().print(f"wrote {r.shape[0]} samples to {r.samples} ({r.sampler}, "
+                          f"{plural(r.steps, 'step')}, {r.nfe:g} NFE per sample)"
+                          + (f", picture {r.picture}" if r.picture else ""))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.records import EvalReport
-from rectflow.progress import plural
+from rectflow.api import EvalReport, plural
 
 
 console = plain_console()
@@ -54,7 +53,7 @@ def quality_table(ev: EvalReport) -> Table:
     return t
 
 
-def print_report(ev: EvalReport | None, where=None) -> None:
+def print_eval(ev: EvalReport | None, where=None) -> None:
     if ev is None:
         if where is not None:
             console.print(f"wrote {where}")
@@ -75,4 +74,4 @@ def print_stage(path) -> None:
     """After train/reflow/distill: the stage's own eval.json, if it evaluated."""
     from pathlib import Path
     f = Path(path) / EvalReport.FILENAME
-    print_report(EvalReport.read(f) if f.is_file() else None, path)
+    print_eval(EvalReport.read(f) if f.is_file() else None, path)

@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from rectflow.stages import train as stages
-from rectflow.data import DATASETS
+from rectflow import api
+from rectflow.api import DATASETS
 from rectflow.options import TRAIN
 
-from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, config_section,
-                      option_params, use_threads, with_options)
+from .options import (ConfigFile, EvalN, Evaluate, Overwrite, Resume, Threads, option_params,
+                      use_threads, with_options)
 from .progress import ProgressCallback
 from .summary import print_stage
 
@@ -41,9 +41,9 @@ def train(
     use_threads(threads)
     out = out or Path("checkpoints") / Path(data).stem / "rf1"
     with ProgressCallback("train") as cb:
-        ck = stages.train(out, data, data_root=str(data_root) if data_root else None,
-                          download=download, resolution=resolution, channels=channels,
-                          coupling=coupling, model=model, options=options, resume=resume,
-                          overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
-                          file_options=config_section(config, "train"))
-    print_stage(ck.path)
+        flow = api.train(data, out=out, data_root=str(data_root) if data_root else None,
+                         download=download, resolution=resolution, channels=channels,
+                         coupling=coupling, model=model, resume=resume, overwrite=overwrite,
+                         callback=cb, evaluate=evaluate, eval_n=eval_n, config=config,
+                         **options)
+    print_stage(flow.path)

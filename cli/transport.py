@@ -7,9 +7,9 @@ import typer
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.stages import transport
+from rectflow import api
+from rectflow.api import plural
 from rectflow.options import SOLVERS
-from rectflow.progress import plural
 
 from .options import Ckpt, Overwrite, UseEma
 
@@ -33,17 +33,17 @@ def invert(
     overwrite: Overwrite = False,
 ):
     """Map data back to its source points by solving the flow backwards (t from 1 to 0)."""
-    r = transport.invert(ckpt, input, out, solver=solver, steps=steps, rtol=rtol, atol=atol,
+    r = api.invert(ckpt, input, out, solver=solver, steps=steps, rtol=rtol, atol=atol,
                          check=check, use_ema=use_ema, overwrite=overwrite)
     con = plain_console()
-    con.print(f"wrote {r['n']} source points ({r['source']}) to {r['out']} ({r['solver']}, "
-              f"{plural(r['steps'], 'step')} backwards, {r['nfe']:g} NFE per point)")
-    if r["round_trip"]:
-        t = Table(title=f"round trip (invert, then generate) on {r['round_trip_n']} inputs: "
+    con.print(f"wrote {r.n} source points ({r.source}) to {r.out} ({r.solver}, "
+              f"{plural(r.steps, 'step')} backwards, {r.nfe:g} NFE per point)")
+    if r.round_trip:
+        t = Table(title=f"round trip (invert, then generate) on {r.round_trip_n} inputs: "
                         "RMS error per coordinate, model units", title_justify="left")
         for col in ("solver", "steps", "NFE", "mean", "worst"):
             t.add_column(col, justify="right")
-        for row in r["round_trip"]:
+        for row in r.round_trip:
             t.add_row(row["solver"], str(row["steps"] or "adaptive"), f"{row['nfe']:.4g}",
                       f"{row['rms_mean']:.3g}", f"{row['rms_max']:.3g}")
         con.print(t)
@@ -61,12 +61,11 @@ def translate(
     overwrite: Overwrite = False,
 ):
     """Map inputs from the flow's source to its data (e.g. digits 3 -> 7), keeping file names."""
-    r = transport.translate(ckpt, input, out, solver=solver, steps=steps, rtol=rtol,
-                            atol=atol, use_ema=use_ema, overwrite=overwrite)
-    plain_console().print(f"translated {plural(r['n'], 'point')} in "
-                    f"{plural(len(r['files']), 'file')} into "
-                    f"{r['out']} ({r['solver']}, {plural(r['steps'], 'step')}, {r['nfe']:g} NFE); "
-                    f"picture {r['picture']}")
+    r = api.translate(ckpt, input, out, solver=solver, steps=steps, rtol=rtol, atol=atol,
+                      use_ema=use_ema, overwrite=overwrite)
+    plain_console().print(f"translated {plural(r.n, 'point')} in {plural(len(r.files), 'file')} "
+                          f"into {r.out} ({r.solver}, {plural(r.steps, 'step')}, {r.nfe:g} "
+                          f"NFE); picture {r.picture}")
 
 
 def interpolate(
@@ -80,7 +79,7 @@ def interpolate(
     overwrite: Overwrite = False,
 ):
     """Map the line between two source points (two inputs, or one with two rows)."""
-    r = transport.interpolate(ckpt, input, out, frames=frames, solver=solver, steps=steps,
-                              use_ema=use_ema, overwrite=overwrite)
-    plain_console().print(f"wrote {r['out']} and {r['outputs']} ({r['frames']} frames, "
-                    f"{r['solver']}, {plural(r['steps'], 'step')})")
+    r = api.interpolate(ckpt, input, out, frames=frames, solver=solver, steps=steps,
+                        use_ema=use_ema, overwrite=overwrite)
+    plain_console().print(f"wrote {r.out} and {r.outputs} ({r.frames} frames, {r.solver}, "
+                          f"{plural(r.steps, 'step')})")

@@ -7,7 +7,12 @@
     rf2 = rectflow.reflow(pairs="runs/pairs1", out="runs/rf2")
     student = rectflow.distill(pairs="runs/pairs1", out="runs/distill")
     report = rectflow.evaluate(rf2)                                  # -> EvalReport
-    table = rectflow.compare([flow, rf2, student], out="runs/compare")
+    table = rectflow.compare([flow, rf2, student], out="runs/compare")  # -> Comparison
+
+Every verb returns the record of what it wrote: a :class:`Flow` (whose ``card`` is the
+:class:`RunCard`), :class:`PairsManifest`, :class:`EvalReport`, :class:`Comparison`, and
+for the file verbs ``sample_to_file``, ``invert``, ``translate`` and ``interpolate`` a
+:class:`SampleRecord` / :class:`TransportRecord`. The command line calls only these functions.
 
 Options are the ones of :mod:`rectflow.options` (``train_steps``, ``batch_size``, ``lr``, ...),
 given as keywords, with the CLI's names: ``train_steps`` counts optimizer steps, ``steps``
@@ -38,8 +43,15 @@ from .data import Normalization
 from .errors import UserError
 from .objectives.diffusion import ancestral_samples, check_sampler
 from .options import CoupleConfig, EvalConfig, for_kind, renamed_options
-from .progress import Progress, model_line, report_line
-from .records import EvalReport, PairsManifest, RunCard
+from .progress import PlainLines, Progress, model_line, plural, report_line  # noqa: F401
+from .machine.threads import configure as configure_threads, take_note  # noqa: F401 - the CLI's
+from .core.path import TimeDist  # noqa: F401 - an option's type, for the CLI
+from .records import (Comparison, EvalReport, PairsManifest, RunCard, SampleRecord,
+                      TransportRecord)
+from .data import DATASETS, kind_of_data  # noqa: F401 - the CLI's --data choices
+from .data.sources import describe as describe_data  # noqa: F401 - a data spec's display name
+from .stages import transport as _transport
+from .stages.presets import PRESETS  # noqa: F401 - the CLI's --preset choices
 
 logger = logging.getLogger("rectflow")
 Callback = Callable[[dict], None]
@@ -128,19 +140,47 @@ class Flow:
     def couple(self, out: str | Path, *, overwrite: bool = False,
                callback: Callback | None = None, progress: bool = True,
                threads: int | None = None, **options) -> PairsManifest | None:
-        """Write a coupling dataset of (x0, z1) pairs from this model (see ``couple``)."""
-        cfg = for_kind(CoupleConfig, "couple", self.card.kind, {"use_ema": self.ema, **options})
-        with shown("couple", callback, progress, threads) as (cb, done):
-            manifest = stages.couple(self.path, out, cfg, overwrite=overwrite, callback=cb,
-                                     model=self.model if self.card.is_custom else None)
-            done(f"couple done: {out} ({manifest.n} pairs)" if manifest is not None else None)
-        return manifest
+        """Write a coupling dataset of (x0, z1) pairs from this model (see :func:`couple`)."""
+        return couple(self, out, overwrite=overwrite, callback=callback, progress=progress,
+                      threads=threads, **options)
 
 
 def load(path: str | Path, *, model: torch.nn.Module | None = None, ema: bool = True,
          device: str | torch.device = "cpu") -> Flow:
     """Load a model folder. A model of your own class needs an instance: ``model=Net()``."""
     return Flow(path, ema=ema, model=model, device=device)
+
+
+def config_section(config: str | Path | None, section: str) -> dict:
+    """The ``[section]`` table of the TOML file ``config`` (``--config``): options below the
+    ones given as keywords (empty when no file is given)."""
+    if config is None:
+        return {}
+    from .stages.presets import read_toml
+    table = read_toml(config).get(section, {})
+    if not isinstance(table, dict):
+        raise UserError(f"--config {config}: [{section}] must be a table")
+    return dict(table)
+
+
+def couple(teacher: "Flow | str | Path", out: str | Path, *, config: str | Path | None = None,
+           overwrite: bool = False, callback: Callback | None = None, progress: bool = True,
+           threads: int | None = None, **options) -> PairsManifest | None:
+    """Write a coupling dataset of (x0, z1) pairs solved from ``teacher`` (a model folder or a
+    :class:`Flow`) into ``out``; rerun to resume. Returns its :class:`PairsManifest` (None on
+    a process of a distributed run that is not the main one). Options are
+    :class:`~rectflow.options.CoupleConfig`'s, over ``config``'s ``[couple]`` table."""
+    path = _path_of(teacher)
+    custom = isinstance(teacher, Flow) and teacher.card.is_custom
+    if isinstance(teacher, Flow):
+        options = {"use_ema": teacher.ema, **options}
+    cfg = for_kind(CoupleConfig, "couple", kind_of(path), options,
+                   config_section(config, "couple"), where=("options", "config file"))
+    with shown("couple", callback, progress, threads) as (cb, done):
+        manifest = stages.couple(path, out, cfg, overwrite=overwrite, callback=cb,
+                                 model=teacher.model if custom else None)
+        done(f"couple done: {out} ({manifest.n} pairs)" if manifest is not None else None)
+    return manifest
 
 
 def _default_out(*parts: str) -> Path:
@@ -152,16 +192,19 @@ def train(data: str = "moons", *, out: str | Path | None = None,
           data_root: str | None = None, download: bool = False, resolution: int | None = None,
           channels: int | None = None, resume: bool = False, overwrite: bool = False,
           evaluate: bool = True, eval_n: int | None = None, threads: int | None = None,
-          progress: bool = True, callback: Callback | None = None, **options) -> Flow:
+          progress: bool = True, callback: Callback | None = None,
+          config: str | Path | None = None, **options) -> Flow:
     """Train a 1-rectified flow on ``data`` (a name, a folder of images, an array file).
-    ``out`` defaults to ``checkpoints/<data>/rf1``."""
+    ``out`` defaults to ``checkpoints/<data>/rf1``; ``config``'s ``[train]`` table fills the
+    options not given."""
     options = renamed_options(options, "rectflow.train", stacklevel=2)
     out = Path(out) if out is not None else _default_out(Path(str(data)).stem, "rf1")
     with shown("train", callback, progress, threads) as (cb, done):
         ck = stages.train(out, data, data_root=data_root, download=download,
                           resolution=resolution, channels=channels, coupling=coupling,
                           model=model, options=options, resume=resume, overwrite=overwrite,
-                          callback=cb, evaluate=evaluate, eval_n=eval_n)
+                          callback=cb, evaluate=evaluate, eval_n=eval_n,
+                          file_options=config_section(config, "train"))
         done(model_line(ck.path))
     return Flow(ck.path, model=model if isinstance(model, torch.nn.Module) else None)
 
@@ -173,16 +216,19 @@ def _pairs_path(pairs) -> Path:
 def reflow(pairs: str | Path, *, out: str | Path | None = None, init: str | Path | None = None,
            model: torch.nn.Module | None = None, resume: bool = False, overwrite: bool = False,
            evaluate: bool = True, eval_n: int | None = None, threads: int | None = None,
-           progress: bool = True, callback: Callback | None = None, **options) -> Flow:
+           progress: bool = True, callback: Callback | None = None, init_ema: bool = True,
+           config: str | Path | None = None, **options) -> Flow:
     """Train the next round on ``pairs`` (a folder written by ``couple``), starting from the
-    teacher's weights. ``out`` defaults to ``<pairs' folder>/../reflow``."""
+    teacher's weights (its EMA ones unless ``init_ema=False``). ``out`` defaults to
+    ``<pairs' folder>/../reflow``; ``config``'s ``[reflow]`` table fills options not given."""
     options = renamed_options(options, "rectflow.reflow", stacklevel=2)
     pairs = _pairs_path(pairs)
     out = Path(out) if out is not None else pairs.parent / "reflow"
     with shown("reflow", callback, progress, threads) as (cb, done):
-        ck = stages.reflow(pairs, out, init=init, options=options, resume=resume,
-                           overwrite=overwrite, callback=cb, evaluate=evaluate, eval_n=eval_n,
-                           model=model)
+        ck = stages.reflow(pairs, out, init=init, init_ema=init_ema, options=options,
+                           resume=resume, overwrite=overwrite, callback=cb, evaluate=evaluate,
+                           eval_n=eval_n, model=model,
+                           file_options=config_section(config, "reflow"))
         done(model_line(ck.path))
     return Flow(ck.path, model=model)
 
@@ -191,15 +237,20 @@ def distill(pairs: str | Path, *, k: int = 1, out: str | Path | None = None,
             init: str | Path | None = None, model: torch.nn.Module | None = None,
             resume: bool = False, overwrite: bool = False, evaluate: bool = True,
             eval_n: int | None = None, threads: int | None = None, progress: bool = True,
-            callback: Callback | None = None, **options) -> Flow:
-    """Train a ``k``-step student on ``pairs``. ``out`` defaults to ``<pairs>/../distill``."""
+            callback: Callback | None = None, init_ema: bool = True,
+            config: str | Path | None = None, **options) -> Flow:
+    """Train a ``k``-step student on ``pairs``. ``out`` defaults to ``<pairs>/../distill``;
+    ``config``'s ``[distill]`` table (its ``k`` is ``rectflow run``'s) fills options not
+    given."""
     options = renamed_options(options, "rectflow.distill", stacklevel=2)
     pairs = _pairs_path(pairs)
     out = Path(out) if out is not None else pairs.parent / "distill"
     with shown("distill", callback, progress, threads) as (cb, done):
-        ck = stages.distill(pairs, out, k=k, init=init, options=options, resume=resume,
-                            overwrite=overwrite, callback=cb, evaluate=evaluate,
-                            eval_n=eval_n, model=model)
+        section = config_section(config, "distill")
+        section.pop("k", None)
+        ck = stages.distill(pairs, out, k=k, init=init, init_ema=init_ema, options=options,
+                            resume=resume, overwrite=overwrite, callback=cb, evaluate=evaluate,
+                            eval_n=eval_n, model=model, file_options=section)
         done(model_line(ck.path))
     return Flow(ck.path, model=model)
 
@@ -209,28 +260,116 @@ def _path_of(flow: Flow | str | Path) -> Path:
 
 
 def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
-             threads: int | None = None, progress: bool = True,
+             features_dir: str | Path | None = None, reuse: bool = True,
+             overwrite: bool = False, threads: int | None = None, progress: bool = True,
              callback: Callback | None = None, **options) -> EvalReport:
     """Quality at several step counts (with the NFE each took), an adaptive reference and the
-    path metrics of one model, as an :class:`~rectflow.records.EvalReport`."""
+    path metrics of one model, as an :class:`~rectflow.records.EvalReport`. Written to ``out``
+    when given: a ``.json`` file, or the model folder itself, whose own ``eval.json`` is then
+    refreshed. A stored report of the same arguments and weights is reused (``reuse``)."""
     cfg = for_kind(EvalConfig, "compare", kind_of(_path_of(flow)), options)
     model = flow.model if isinstance(flow, Flow) and flow.card.is_custom else None
     from .analysis.evaluate import evaluate_checkpoint
     with shown("eval", callback, progress, threads) as (cb, done):
-        report = evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=cb, model=model)
+        report = evaluate_checkpoint(_path_of(flow), cfg, out=out, callback=cb, model=model,
+                                     features_dir=features_dir, reuse=reuse,
+                                     overwrite=overwrite)
         done(f"eval {_path_of(flow)}: {report_line(report)}")
     return report
 
 
 def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
+            features_dir: str | Path | None = None, overwrite: bool = False,
             threads: int | None = None, progress: bool = True,
-            callback: Callback | None = None, **options) -> dict:
+            callback: Callback | None = None, **options) -> Comparison:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
-    into ``out`` and return the comparison."""
+    into ``out`` and return the :class:`~rectflow.records.Comparison` (``compare.json``)."""
     from .analysis.compare import compare as run_compare
     flows = list(flows)
     cfg = for_kind(EvalConfig, "compare", kind_of(*map(_path_of, flows)), options)
     with shown("compare", callback, progress, threads) as (cb, done):
-        result = run_compare([_path_of(f) for f in flows], out, cfg, callback=cb)
+        result = run_compare([_path_of(f) for f in flows], out, cfg, callback=cb,
+                             features_dir=features_dir, overwrite=overwrite)
         done(f"compare done: {out}")
     return result
+
+
+def comparison_table(comparison: Comparison) -> tuple[list[str], list[list]]:
+    """The comparison's headers and rows, as compare.md shows them."""
+    from .analysis.compare import table
+    return table(comparison)
+
+
+def conditional_table(conditional: dict, steps: list[int]) -> tuple[list[str], list[list]]:
+    """A conditional comparison's per-guidance table (headers, rows)."""
+    from .analysis import conditional_figures
+    return conditional_figures.table(conditional, steps)
+
+
+def sample_to_file(flow: Flow | str | Path, out: str | Path, **options) -> SampleRecord:
+    """Write samples in the data's own units to ``out`` (``.npy``) and a picture beside it
+    (:func:`rectflow.stages.sample.sample`'s options: ``n``, ``steps``, ``solver``, ``seed``,
+    ``sampler``, ``classes``, ``guidance``, ``overwrite``...)."""
+    return stages.sample(_path_of(flow), out, **_with_model(flow, options))
+
+
+def _with_model(flow, options: dict) -> dict:
+    if isinstance(flow, Flow):
+        options = {"use_ema": flow.ema, **options,
+                   "model": flow.model if flow.card.is_custom else None}
+    return options
+
+
+def invert(flow: Flow | str | Path, input: str | Path, out: str | Path,
+           **options) -> TransportRecord:
+    """Map the data in ``input`` back to its source points, written to ``out`` (``.npy``)."""
+    return _transport.invert(_path_of(flow), input, out, **_with_model(flow, options))
+
+
+def translate(flow: Flow | str | Path, inputs: list, out: str | Path,
+              **options) -> TransportRecord:
+    """Map each input (source units) to the data; one output per input in the folder ``out``."""
+    return _transport.translate(_path_of(flow), inputs, out, **_with_model(flow, options))
+
+
+def interpolate(flow: Flow | str | Path, inputs: list, out: str | Path,
+                **options) -> TransportRecord:
+    """Map the line between two source points; a picture ``out`` and the outputs beside it."""
+    return _transport.interpolate(_path_of(flow), inputs, out, **_with_model(flow, options))
+
+
+def animate(flows: Iterable[Flow | str | Path], out: str | Path, **options) -> Path:
+    """A GIF of particles flowing from noise to data, one panel per model (2-D data)."""
+    from .analysis.compare import animate as make_gif
+    return make_gif([_path_of(f) for f in flows], out, **options)
+
+
+def explore(flows: Iterable[Flow | str | Path], out: str | Path, **options) -> tuple[Path, dict]:
+    """One self-contained HTML page replaying the models' trajectories; returns it and its
+    data."""
+    from .analysis.explore import explore as write_explorer
+    return write_explorer([_path_of(f) for f in flows], out, **options)
+
+
+def default_run_out(preset: str | None, data: str | None) -> Path:
+    """``checkpoints/<preset>-run``, or ``checkpoints/<data's name>-run`` for a ``--data`` given
+    without a preset."""
+    from .stages.presets import preset_for
+    name = Path(str(data).rstrip("/")).stem if data is not None and preset is None else \
+        preset or preset_for(data)
+    return _default_out(f"{name}-run")
+
+
+def run(preset: str | None = None, out: str | Path | None = None, *, data: str | None = None,
+        config: str | Path | None = None, overrides: dict | None = None,
+        callback: Callback | None = None) -> dict:
+    """Run (or continue) the whole pipeline (:mod:`rectflow.stages.run`) in ``out``. ``data``
+    (a name, an array file, an image folder) without a ``preset`` takes the preset for its
+    kind of data (:func:`rectflow.stages.presets.preset_for`). Returns ``run.json``'s content
+    with the :class:`~rectflow.records.Comparison` under ``"compare"``."""
+    from .stages import presets, run as pipeline
+    name = preset or presets.preset_for(data)
+    out = Path(out) if out is not None else default_run_out(preset, data)
+    if data is not None:
+        overrides = {**(overrides or {}), "data": data}
+    return pipeline.run(name, out, config_file=config, overrides=overrides, callback=callback)

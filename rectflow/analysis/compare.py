@@ -150,11 +150,13 @@ def _stage_label(row: dict) -> str:
     return row["stage"] if objective == "flow" else f"{row['stage']} ({objective})"
 
 
-def table(result: dict) -> tuple[list[str], list[list]]:
+def table(result: dict | Comparison) -> tuple[list[str], list[list]]:
     """The comparison as headers + rows: path metrics, the lead quality metric at each step
     count (mean ± std over the seeds; * best, ~ tied with the best within the noise), the
     adaptive reference, and last the noise floor (data against data at the same n). Shared by
     compare.md and the CLI's rich table."""
+    if isinstance(result, Comparison):
+        result = result.to_json()
     m = result["primary_metric"]
     steps = [str(k) for k in result["args"]["steps"]]
     headers = (["model", "stage", "round", "straightness", "S/D", "curvature", "transport",
@@ -200,9 +202,10 @@ def flat_table(result: dict) -> tuple[list[str], list[list]]:
 
 def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None = None, *,
             features_dir: str | Path | None = None, callback: Callback | None = None,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False) -> Comparison:
     """Evaluate every checkpoint on the same noise and reference data; write tables and
-    pictures into ``out``; return the ``compare.json`` content."""
+    pictures into ``out``; return the :class:`~rectflow.records.Comparison` written as
+    ``compare.json``."""
     cfg = config or EvalConfig()
     cfg.validate()
     paths = find_checkpoints(dirs)
@@ -214,7 +217,7 @@ def compare(dirs: list[str | Path], out: str | Path, config: EvalConfig | None =
 
 
 def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
-                  callback) -> dict:
+                  callback) -> Comparison:
     labels = _labels(paths)
     first = Checkpoint(paths[0])
     spec = first.card.data
@@ -248,12 +251,11 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
               "rows": [_row(lab, p, ev, metrics) for lab, p, ev in zip(labels, paths, evals)],
               "conditional": conditional_report.summary(labels, evals,
                                                         evals[0].primary_metric)}
-    _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
-    return result
+    return _write_compare(out, result, paths, labels, dataset, cfg, emit, per_eval)
 
 
 def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
-                   per_eval: int) -> None:
+                   per_eval: int) -> Comparison:
     done = per_eval * len(paths)
     result["pictures"] = {}
     for name, draw in _pictures(result, paths, labels, dataset, cfg).items():
@@ -268,7 +270,9 @@ def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
                                 conditional_report.csv(result).encode())
     fh, fr = flat_table(result)
     ckpt.atomic_write_bytes(out / "compare.csv", report.csv_text(fh, fr).encode())
-    Comparison(**result).write(out)
+    comparison = Comparison(**result)
+    comparison.write(out)
+    return comparison
 
 
 def _pictures(result: dict, paths: list[Path], labels: list[str], dataset,

@@ -8,7 +8,7 @@ One entry point, :func:`evaluate_checkpoint`, and one record, :class:`EvalReport
 (``eval.json``): quality at each step count (with the NFE each took), optionally an adaptive
 dopri5 reference, path metrics with their OT reference, and for images a Fréchet distance on
 the features of a small classifier (and, given local Inception weights, the standard FID).
-Training stages run the same evaluation on a bounded budget (:func:`stage_report`).
+Training stages run the same evaluation on a bounded budget (:func:`evaluate_stage`).
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     ck = Checkpoint(ckpt_dir)
     from ..io import check_fits
     check_fits(6 * cfg.n * math.prod(ck.shape) * 4, f"evaluating n={cfg.n}")
-    target = None
+    target, inside = None, False
     if out is not None:
         target = Path(out)
         if target.suffix != ".json" and not target.is_file():
@@ -163,7 +163,10 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             raise UserError(f"output {target} is a folder")
         if target.is_symlink():
             raise UserError(f"output {target} is a link; name a file")
-        if not own:   # never the model folder, nor inside it or anything it names
+        inside = _same_file(target, ck.path / EvalReport.FILENAME)
+        if inside and not own:   # the model's own eval.json: refreshed, in rectflow's folder
+            check_own_report(ck.path)
+        elif not own:   # never the model folder, nor inside it or anything it names
             from ..data.inputs import refuse_inputs
             refuse_inputs(target, [ck.path])
     emit = callback or (lambda e: None)
@@ -182,9 +185,10 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         for cand in (target, ck.path / EvalReport.FILENAME):
             old = _cached(cand, args, weights_sha)
             if old is not None:
-                old.cached = True
+                old.cached, old.file = True, str(cand)
                 return old
-    if target is not None and (target.exists() or target.is_symlink()) and not overwrite:
+    if target is not None and (target.exists() or target.is_symlink()) and not \
+            (overwrite or inside):
         raise UserError(f"{target} already exists (not a report of these arguments and "
                         "weights); pass overwrite to replace it")
 
@@ -239,9 +243,34 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         floors=_summarise(floors), seeds=seeds, lineage=describe_lineage(ck.card),
         conditional=cond.report(x0, scorer, q, path, grid),
         seconds=time.perf_counter() - started)
-    if target is not None:
+    if inside and not own:   # not while a stage resumes into the folder
+        from ..io import FolderLock
+        with FolderLock(ck.path):
+            check_own_report(ck.path)
+            report.write(target)
+    elif target is not None:
         report.write(target)
+    report.file = None if target is None else str(target)
     return report
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+    return os.path.abspath(a) == os.path.abspath(b) or \
+        Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+
+
+def check_own_report(folder: Path) -> None:
+    """A model folder's own ``eval.json`` may be written (refreshed) by an evaluation only in
+    a model folder rectflow made, and only over a report rectflow recorded writing there."""
+    from ..io import is_owned
+    from ..io.remove import foreign_entries
+    if not is_owned(folder, "model"):
+        raise UserError(f"{folder} is not a model folder made by rectflow (no .rectflow "
+                        "marker); write the report elsewhere (--out FILE)")
+    if EvalReport.FILENAME in foreign_entries(folder):
+        raise UserError(f"{folder / EvalReport.FILENAME} was not written by rectflow; move it "
+                        "away or write the report elsewhere (--out FILE)")
 
 
 def floor_draw(spec: dict, heldout: Dataset, n: int, seed: int) -> torch.Tensor:
@@ -294,7 +323,7 @@ def stage_defaults(card) -> EvalConfig:
     return EvalConfig(steps=tuple(sorted(steps)), adaptive=False, seeds=1, **base)
 
 
-def stage_report(out: Path, n: int | None = None, device="cpu", callback=None,
+def evaluate_stage(out: Path, n: int | None = None, device="cpu", callback=None,
                  model: torch.nn.Module | None = None) -> EvalReport:
     """Evaluate a finished model folder and store its ``eval.json`` (its own output)."""
     ck = Checkpoint(out)

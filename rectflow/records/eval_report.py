@@ -8,6 +8,7 @@ recomputing it (a report whose checksum or arguments differ is recomputed, never
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import Record
 
@@ -17,6 +18,9 @@ class EvalReport(Record):
     FORMAT = "rectflow/eval"
     VERSION = 2
     FILENAME = "eval.json"
+    # where this report was read or written, and whether it was reused (not part of the file)
+    cached: ClassVar[bool] = False
+    file: ClassVar[str | None] = None
 
     checkpoint: str
     stage: str

@@ -90,6 +90,21 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# the preset of a --data given without one: its own preset when it names one, else by kind
+PRESET_FOR_KIND = {"vector": "moons", "image": "digits"}
+
+
+def preset_for(data: str | None) -> str:
+    """The preset ``rectflow run --data DATA`` uses when no ``--preset`` is given: the preset of
+    that name when DATA is a preset's own data (``moons``, ``digits``...), else the recipe for
+    its kind of data (:data:`PRESET_FOR_KIND`), its budgets sized for a CPU."""
+    if data is None:
+        return "moons"
+    if data in PRESETS and PRESETS[data]["data"] == data:
+        return data
+    return PRESET_FOR_KIND[kind_of_data(data)]
+
+
 def _defaults(distill_k: int = 1, kind: str = "vector") -> dict:
     distill = stage_config("distill", kind=kind).to_json()
     distill.pop("time_dist")

@@ -171,7 +171,8 @@ def _check_before_writing(cfg: dict) -> None:
 def run(preset: str, out: str | Path, *, config_file: str | Path | None = None,
         overrides: dict | None = None, callback: Callback | None = None) -> dict:
     """Run (or continue) the pipeline of ``preset`` in ``out``; returns the ``run.json`` content
-    with the comparison under ``"compare"``. Events: ``{"event": "stage", "stage", "status":
+    with the :class:`~rectflow.records.Comparison` under ``"compare"`` (None on a process that
+    is not the main one). Events: ``{"event": "stage", "stage", "status":
     "start" | "skipped" | "done", "seconds"}``, and each stage's own events in between."""
     cfg = presets.resolve(preset, config_file, overrides)
     _check_before_writing(cfg)
@@ -228,5 +229,5 @@ def _run_stages(out: Path, cfg: dict, log: RunLog, state, emit) -> dict:
         if main:
             log.write(out)
     if result is None and main:
-        result = Comparison.read(out / "compare").to_json()
+        result = Comparison.read(out / "compare")
     return {**log.to_json(), "compare": result}

@@ -9,6 +9,7 @@ import torch
 
 from .. import io, smoke
 from ..records.checkpoint import Checkpoint
+from ..records.outputs import SampleRecord
 from ..data import Normalization
 from ..data.images import UINT8_NORMALIZATION
 from ..errors import UserError
@@ -45,7 +46,7 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
            solver: str = "euler", seed: int = 0, use_ema: bool = True, rtol: float = 1e-5,
            atol: float = 1e-5, overwrite: bool = False,
            model: torch.nn.Module | None = None, sampler: str = "ode", classes=None,
-           guidance: float = 1.0) -> dict:
+           guidance: float = 1.0) -> SampleRecord:
     """Write ``n`` samples as ``.npy`` in the data's own units (images clipped to the data's
     range), and a picture beside it. ``sampler="ancestral"`` (diffusion models only) draws
     them with DDPM's stochastic sampler on ``steps`` steps instead of solving the ODE. A
@@ -95,9 +96,10 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
                                title=f"{ck.path.name}: {solver}, {plural(steps, 'step')}, "
                                      f"{sol.nfe:g} NFE",
                                per_row=per_class(y))
-    return {"samples": str(out), "picture": str(pic) if pic else None, "nfe": sol.nfe,
-            "steps": steps, "shape": list(raw.shape), "sampler": solver,
-            "note": ck.card.unfinished(ck.path)}
+    return SampleRecord(samples=str(out), picture=str(pic) if pic else None, nfe=sol.nfe,
+                        steps=steps, shape=list(raw.shape), sampler=solver,
+                        labels=str(labels) if y is not None else None,
+                        note=ck.card.unfinished(ck.path))
 
 
 def pick_classes(card, classes) -> list[int]:

@@ -27,7 +27,7 @@ from ..training.pairs import COUPLINGS, pairs_source, train_source
 from ..data import data_kind, data_spec, load_dataset, spec_shape
 from ..data.pairs import PairsDataset
 from ..errors import CheckpointError, OptionError, UserError
-from ..analysis.evaluate import stage_report
+from ..analysis.evaluate import evaluate_stage
 from ..models import (build_model, custom_config, default_model_config, plan_model,
                       student_model)
 from ..objectives import build_objective
@@ -115,7 +115,7 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
         fit(model, source, cfg, folder, card, resume=resume, callback=callback, accelerator=acc)
         if evaluate and acc.is_main_process:
             try:
-                stage_report(folder, n=eval_n, device=acc.device, callback=callback,
+                evaluate_stage(folder, n=eval_n, device=acc.device, callback=callback,
                              model=model if card.is_custom else None)
             except KeyboardInterrupt:   # the model is saved; only its report is skipped
                 _note(callback)(f"evaluation interrupted: the trained model in {out} is kept "

@@ -22,6 +22,7 @@ import torch
 from .. import io
 from ..analysis import figures as report
 from ..records.checkpoint import Checkpoint
+from ..records.outputs import TransportRecord
 from ..data import Normalization, load_dataset
 from ..errors import UserError
 from ..analysis.evaluate import reference_data
@@ -83,7 +84,7 @@ def _npy(out: str | Path) -> Path:
 def invert(ckpt_dir: str | Path, input: str | Path, out: str | Path, *, solver: str = "rk4",
            steps: int | None = 32, rtol: float = 1e-5, atol: float = 1e-5,
            use_ema: bool = True, check: bool = True, overwrite: bool = False,
-           model: torch.nn.Module | None = None) -> dict:
+           model: torch.nn.Module | None = None) -> TransportRecord:
     """Write the source points of the data in ``input`` to ``out`` (``.npy``, in the source's
     own units; N(0, I) units for a noise model) and, with ``check``, the round-trip error of a
     few solvers and step counts on up to :data:`ROUND_TRIP_N` of the inputs."""
@@ -99,16 +100,16 @@ def invert(ckpt_dir: str | Path, input: str | Path, out: str | Path, *, solver: 
     src = Source(ck.card.source, ck.shape)
     write_npy(out, src.to_raw(sol.x))
     rows = round_trip(net, x1[:ROUND_TRIP_N], rtol=rtol, atol=atol) if check else []
-    return {"out": str(out), "n": int(x1.shape[0]), "solver": solver, "steps": steps,
-            "nfe": sol.nfe, "source": describe(ck.card.source),
-            "round_trip_n": min(ROUND_TRIP_N, int(x1.shape[0])), "round_trip": rows}
+    return TransportRecord("invert", str(out), solver, steps, sol.nfe, n=int(x1.shape[0]),
+                           source=describe(ck.card.source),
+                           round_trip_n=min(ROUND_TRIP_N, int(x1.shape[0])), round_trip=rows)
 
 
 # --------------------------------------------------------------------------------- translate
 def translate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path, *,
               solver: str = "euler", steps: int | None = None, rtol: float = 1e-5,
               atol: float = 1e-5, use_ema: bool = True, overwrite: bool = False,
-              model: torch.nn.Module | None = None) -> dict:
+              model: torch.nn.Module | None = None) -> TransportRecord:
     """Map every input (source units) to the data with the flow; write each output under its
     input's name in the folder ``out``, and a picture of inputs beside outputs."""
     ck = Checkpoint(ckpt_dir)
@@ -146,9 +147,8 @@ def translate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path, *
                 write(work)
         else:
             write(io.ensure_output(out, "translate"))
-    return {"out": str(out), "files": [it.name for it in items], "n": int(x0.shape[0]),
-            "solver": solver, "steps": steps, "nfe": sol.nfe,
-            "picture": str(out / GRID_NAME)}
+    return TransportRecord("translate", str(out), solver, steps, sol.nfe, n=int(x0.shape[0]),
+                           files=[it.name for it in items], picture=str(out / GRID_NAME))
 
 
 def _pair_picture(ck: Checkpoint, x0: torch.Tensor, x1: torch.Tensor, path: Path,
@@ -171,7 +171,8 @@ def _pair_picture(ck: Checkpoint, x0: torch.Tensor, x1: torch.Tensor, path: Path
 def interpolate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path, *,
                 frames: int = 9, solver: str = "euler", steps: int | None = None,
                 rtol: float = 1e-5, atol: float = 1e-5, use_ema: bool = True,
-                overwrite: bool = False, model: torch.nn.Module | None = None) -> dict:
+                overwrite: bool = False,
+                model: torch.nn.Module | None = None) -> TransportRecord:
     """Map ``frames`` points on the line between two source points (the first row of each of
     two inputs, or the first two rows of one): a picture ``out`` (``.png``; a strip of source
     points over outputs for images, the two paths for 2-D) and the outputs beside it (``.npy``,
@@ -206,8 +207,8 @@ def interpolate(ckpt_dir: str | Path, inputs: list[str | Path], out: str | Path,
         save_image_grid(torch.cat([line.clamp(-1, 1), y]), out, nrow=frames)
     elif ck.shape == (2,):
         _path_picture(ck, line, y, out)
-    return {"out": str(out), "outputs": str(npy), "frames": frames, "solver": solver,
-            "steps": steps, "nfe": sol.nfe}
+    return TransportRecord("interpolate", str(out), solver, steps, sol.nfe, n=frames,
+                           picture=str(out), outputs=str(npy), frames=frames)
 
 
 def _path_picture(ck: Checkpoint, line: torch.Tensor, y: torch.Tensor, path: Path) -> Path:

@@ -43,10 +43,10 @@ def assert_picture(path, kind="PNG"):
 def test_compare_writes_tables_and_pictures(rounds, tmp_path):
     out = tmp_path / "cmp"
     result = compare([rounds / "rf2", rounds / "rf1"], out, FAST)
-    assert [r["name"] for r in result["rows"]] == ["rf1", "rf2"]        # ordered by round
-    assert [r["lineage"] for r in result["rows"]] == [["rf1"], ["rf1", "rf2"]]
+    assert [r["name"] for r in result.rows] == ["rf1", "rf2"]        # ordered by round
+    assert [r["lineage"] for r in result.rows] == [["rf1"], ["rf1", "rf2"]]
     saved = json.loads((out / "compare.json").read_text())
-    assert saved["rows"] == result["rows"] and saved["primary_metric"] == "w2"
+    assert saved["rows"] == result.rows and saved["primary_metric"] == "w2"
     rows = list(csv.DictReader(io.StringIO((out / "compare.csv").read_text())))
     assert [r["model"] for r in rows] == ["rf1", "rf2"] and float(rows[0]["w2_steps1"]) > 0
     md = (out / "compare.md").read_text().splitlines()
@@ -58,14 +58,14 @@ def test_compare_writes_tables_and_pictures(rounds, tmp_path):
     assert reports[0]["args"] == reports[1]["args"]
     assert reports[0]["weights_sha256"] != reports[1]["weights_sha256"]
     again = compare([rounds / "rf1", rounds / "rf2"], out, FAST, overwrite=True)
-    assert all(r["cached"] for r in again["rows"])
+    assert all(r["cached"] for r in again.rows)
     # a forged report (numbers changed, checksum of other weights) is recomputed, not trusted
     forged = json.loads((out / "evals" / "rf2.json").read_text())
     forged["quality"]["1"]["w2"] = 1e-9
     forged["weights_sha256"] = "0" * 64
     (out / "evals" / "rf2.json").write_text(json.dumps(forged))
     third = compare([rounds / "rf1", rounds / "rf2"], out, FAST, overwrite=True)
-    assert not third["rows"][1]["cached"] and third["rows"][1]["quality"]["1"]["w2"] > 1e-3
+    assert not third.rows[1]["cached"] and third.rows[1]["quality"]["1"]["w2"] > 1e-3
 
 
 def test_cli_compare_and_animate(cli, rounds, tmp_path):

@@ -10,7 +10,7 @@ from torch import nn
 
 import rectflow
 from rectflow.errors import CheckpointError, OptionError, UserError
-from rectflow.records import EvalReport, PairsManifest, RunCard
+from rectflow.records import Comparison, EvalReport, PairsManifest, RunCard
 
 
 class TinyNet(nn.Module):
@@ -47,7 +47,8 @@ def test_readme_example_runs(tmp_path, caplog):
     assert report.floors["w2"] > 0 and report.quality["1"]["w2_std"] >= 0
     table = rectflow.compare([flow, rf2, student], out=tmp_path / "cmp", steps=(1,), n=200,
                              seeds=2, adaptive=False, path_steps=10)
-    assert [r["name"] for r in table["rows"]] == ["rf1", "distill", "rf2"]   # student after its init
+    assert isinstance(table, Comparison)
+    assert [r["name"] for r in table.rows] == ["rf1", "distill", "rf2"]   # student after its init
     assert rectflow.load(tmp_path / "rf2").card == rf2.card
 
 

@@ -39,7 +39,7 @@ def test_ctrl_c_in_the_evaluation_keeps_the_model(tmp_path, monkeypatch):
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(stages, "stage_report", interrupted)
+    monkeypatch.setattr(stages, "evaluate_stage", interrupted)
     events = []
     ck = stages.train(tmp_path / "rf1", "moons", options={"train_steps": 3}, callback=events.append)
     assert ck.complete and not (ck.path / "eval.json").exists()
@@ -56,7 +56,7 @@ def test_the_image_pipeline_runs_on_a_png_folder_with_default_options(tmp_path):
     record = pipeline.run("digits", tmp_path / "run", overrides=sizes)
     resolved = json.loads((tmp_path / "run" / "resolved.json").read_text())["config"]
     assert resolved["train"]["batch_size"] == 128 == resolved["reflow"]["batch_size"]
-    assert record["compare"]["data"]["name"] == "imagefolder"
+    assert record["compare"].data["name"] == "imagefolder"
     assert set(record["stages"]) >= {"rf1", "rf2", "rf3", "distill", "compare"}
     samples = tmp_path / "run" / "compare" / "samples.png"
     assert samples.is_file() and Image.open(samples).size[1] > 4 * 8   # a row per round
@@ -130,7 +130,7 @@ def test_couple_and_eval_of_an_image_model_use_the_image_recipe(cli, tmp_path, m
     """No flag needed: an image model is coupled and evaluated with the image defaults
     (options.KIND_DEFAULTS["image"]); a 2-D model keeps the plain defaults."""
     from rectflow.stages import train as stages
-    from rectflow.cli import couple as couple_cmd, eval as eval_cmd
+    from rectflow.analysis import evaluate as evaluation
     from rectflow.options import KIND_DEFAULTS, CoupleConfig, EvalConfig
     seen = {}
 
@@ -141,9 +141,8 @@ def test_couple_and_eval_of_an_image_model_use_the_image_recipe(cli, tmp_path, m
     def fake_eval(ckpt, cfg, **kw):
         seen["eval"] = cfg
         raise SystemExit(0)
-    monkeypatch.setattr(stages, "couple", fake_couple)
-    monkeypatch.setattr(couple_cmd, "stages", stages)
-    monkeypatch.setattr(eval_cmd, "evaluate_checkpoint", fake_eval)
+    monkeypatch.setattr(stages, "couple", fake_couple)   # what the API's couple calls
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", fake_eval)
     for data, image in (("digits", True), ("moons", False)):
         out = tmp_path / data
         assert cli("train", "--data", data, "--out", out, "--train-steps", "1", "--no-eval",

@@ -140,7 +140,7 @@ def test_two_process_couple_with_labels_is_byte_identical(teacher, work, tmp_pat
 
 def test_sample_by_class_names_rows(teacher, tmp_path):
     r = stages.sample(teacher, tmp_path / "s.npy", n=30, steps=10, classes=["2", "6"])
-    x, y = np.load(r["samples"]), np.load(tmp_path / "s.labels.npy")
+    x, y = np.load(r.samples), np.load(r.labels)
     assert list(y) == [2] * 15 + [6] * 15
     assert (_nearest(torch.from_numpy(x)).numpy() == y).mean() > 0.9
     card = Checkpoint(teacher).card
