@@ -12,7 +12,9 @@ trial at all). With CUDA the full recipe is kept: it is what a GPU trains in min
 
 A step's time is modelled as ``a + b * batch``: two timed steps (at :data:`PROBE` and twice
 that) after one warm-up step, on a throwaway copy of the network (the global RNG is left as
-it was), so the big candidates cost seconds to judge, not a full step at batch 128.
+it was), so the big candidates cost seconds to judge, not a full step at batch 128; at each
+thread count the run may use (:func:`~rectflow.machine.threads.candidates`), the faster
+kept, as the run's own thread tuner will.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Callable
 import torch
 
 from ..models import build_model
+from . import threads
 
 CPU_BUDGET = 300.0        # seconds of training a default image run plans for on a CPU
 MIN_WIDTH, MIN_BATCH = 16, 32
@@ -30,8 +33,12 @@ PROBE = 8                 # trial batches: PROBE and 2 * PROBE samples
 Timer = Callable[[dict, int], float]   # (model config, batch) -> seconds per training step
 
 
-def _trial_line(model_cfg: dict, shape: tuple[int, ...], clock) -> tuple[float, float]:
-    """(a, b) of ``seconds = a + b * batch`` for one optimizer step of this network."""
+def _trial_line(model_cfg: dict, shape: tuple[int, ...], clock, counts: list[int]
+                ) -> tuple[float, float]:
+    """(a, b) of ``seconds = a + b * batch`` for one optimizer step of this network, at the
+    faster of the thread ``counts`` the run may use (on a busy machine 1 thread can be ten
+    times faster than 2: the run's own tuner would find that too)."""
+    before = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = build_model(model_cfg).train()
@@ -44,8 +51,19 @@ def _trial_line(model_cfg: dict, shape: tuple[int, ...], clock) -> tuple[float, 
             opt.step()
             opt.zero_grad(set_to_none=True)
             return clock() - start
-        step(PROBE)   # warm-up: first-call allocations
-        t1, t2 = step(PROBE), step(2 * PROBE)
+        best = None
+        try:
+            for count in counts:
+                torch.set_num_threads(count)
+                warm = step(PROBE)   # warm-up: first-call allocations
+                if best is not None and warm > 2 * best[1]:
+                    continue   # slower at half the batch: it can no longer win
+                t1, t2 = step(PROBE), step(2 * PROBE)
+                if best is None or t2 < best[1]:
+                    best = (t1, t2)
+        finally:
+            torch.set_num_threads(before)
+    t1, t2 = best
     # a noisy (shared) machine can make t2 < t1: never less than a quarter of t2 per sample
     b = max((t2 - t1) / PROBE, t2 / (8 * PROBE))
     return max(t1 - b * PROBE, 0.0), b
@@ -59,7 +77,7 @@ def trial_timer(shape: tuple[int, ...], clock=time.perf_counter) -> Timer:
     def seconds(model_cfg: dict, batch: int) -> float:
         key = json.dumps(model_cfg, sort_keys=True)
         if key not in lines:
-            lines[key] = _trial_line(model_cfg, shape, clock)
+            lines[key] = _trial_line(model_cfg, shape, clock, threads.candidates())
         a, b = lines[key]
         return a + b * batch
     return seconds
