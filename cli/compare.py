@@ -8,6 +8,7 @@ from .console import plain_console
 from rich.table import Table
 
 from rectflow.analysis import compare as cmp
+from rectflow.core.metrics import verdict
 from rectflow.records.checkpoint import kind_of
 from rectflow.options import EvalConfig, for_kind
 from rectflow.progress import plural
@@ -41,7 +42,8 @@ def compare_tables(result: dict) -> list[Table]:
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
             _rich(f"{name}: sample quality, {result['n']} samples vs {result['n_reference']} "
                   f"held-out points, mean ± std over {plural(len(result.get('seeds') or [0]), 'seed')}; "
-                  "* best, ~ tied with it within the noise",
+                  + ("* best, ~ tied with it within the noise" if verdict(result["n_reference"])
+                     else "not ranked"),
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 
 
@@ -49,6 +51,8 @@ def print_result(result: dict, out: Path) -> None:
     con = plain_console()
     for t in compare_tables(result):
         con.print(t)
+    for line in cmp.notes_of(result):
+        con.print(line)
     if result.get("classifier") and "test_accuracy" in result["classifier"]:
         con.print(f"FD features: classifier with {result['classifier']['test_accuracy']:.1%} "
                   "held-out accuracy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .console import plain_console
 from rich.table import Table
 
+from rectflow.core.metrics import few_points, sample_size_notes
 from rectflow.records import EvalReport
 from rectflow.progress import plural
 
@@ -50,7 +51,9 @@ def quality_table(ev: EvalReport) -> Table:
         t.add_row(f"dopri5 rtol {r['rtol']:g}", "adaptive", f"{r['nfe']:.4g}",
                   *(cell(r, m) for m in metrics))
     if ev.floors:
-        t.add_row("noise floor", "data vs data", "-", *(cell(ev.floors, m) for m in metrics))
+        t.add_row("noise floor", "data vs data", "-",
+                  *(cell(ev.floors, m) + (" !" if few_points(ev.floors, m) else "")
+                    for m in metrics))
     return t
 
 
@@ -60,6 +63,8 @@ def print_report(ev: EvalReport | None, where=None) -> None:
             console.print(f"wrote {where}")
         return
     console.print(quality_table(ev))
+    for line in sample_size_notes(ev.n_reference, ev.floors):
+        console.print(line)
     if ev.lineage:
         console.print(ev.lineage)
     console.print(path_table("path metrics (transport cost vs exact OT cost of the same "
