@@ -8,7 +8,7 @@ from .console import plain_console
 from rich.table import Table
 
 from rectflow import api
-from rectflow.api import Comparison, plural
+from rectflow.api import Comparison, plural, verdict
 
 from .eval import FeaturesDir, evaluation_options
 from .options import Overwrite, Threads, use_threads
@@ -40,7 +40,8 @@ def compare_tables(result: Comparison) -> list[Table]:
                   [headers[i] for i in keep], [[r[i] for i in keep] for r in models]),
             _rich(f"{name}: sample quality, {result.n} samples vs {result.n_reference} "
                   f"held-out points, mean ± std over {plural(len(result.seeds or [0]), 'seed')}; "
-                  "* best, ~ tied with it within the noise",
+                  + ("* best, ~ tied with it within the noise" if verdict(result.n_reference)
+                     else "not ranked"),
                   headers[:1] + headers[split:], [r[:1] + r[split:] for r in rows])]
 
 
@@ -48,6 +49,8 @@ def print_result(result: Comparison, out: Path) -> None:
     con = plain_console()
     for t in compare_tables(result):
         con.print(t)
+    for line in api.comparison_notes(result):
+        con.print(line)
     if result.classifier and "test_accuracy" in result.classifier:
         con.print(f"FD features: classifier with {result.classifier['test_accuracy']:.1%} "
                   "held-out accuracy")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.api import EvalReport, plural
+from rectflow.api import EvalReport, few_points, plural, sample_size_notes
 
 
 console = plain_console()
@@ -49,7 +49,9 @@ def quality_table(ev: EvalReport) -> Table:
         t.add_row(f"dopri5 rtol {r['rtol']:g}", "adaptive", f"{r['nfe']:.4g}",
                   *(cell(r, m) for m in metrics))
     if ev.floors:
-        t.add_row("noise floor", "data vs data", "-", *(cell(ev.floors, m) for m in metrics))
+        t.add_row("noise floor", "data vs data", "-",
+                  *(cell(ev.floors, m) + (" !" if few_points(ev.floors, m) else "")
+                    for m in metrics))
     return t
 
 
@@ -59,6 +61,8 @@ def print_eval(ev: EvalReport | None, where=None) -> None:
             console.print(f"wrote {where}")
         return
     console.print(quality_table(ev))
+    for line in sample_size_notes(ev.n_reference, ev.floors):
+        console.print(line)
     if ev.lineage:
         console.print(ev.lineage)
     console.print(path_table("path metrics (transport cost vs exact OT cost of the same "

@@ -46,6 +46,7 @@ from .options import CoupleConfig, EvalConfig, for_kind, renamed_options
 from .progress import PlainLines, Progress, model_line, plural, report_line  # noqa: F401
 from .machine.threads import configure as configure_threads, take_note  # noqa: F401 - the CLI's
 from .core.path import TimeDist  # noqa: F401 - an option's type, for the CLI
+from .core.metrics import few_points, sample_size_notes, verdict  # noqa: F401 - table notes
 from .records import (Comparison, EvalReport, PairsManifest, RunCard, SampleRecord,
                       TransportRecord)
 from .data import DATASETS, kind_of_data  # noqa: F401 - the CLI's --data choices
@@ -298,6 +299,12 @@ def comparison_table(comparison: Comparison) -> tuple[list[str], list[list]]:
     """The comparison's headers and rows, as compare.md shows them."""
     from .analysis.compare import table
     return table(comparison)
+
+
+def comparison_notes(comparison: Comparison) -> list[str]:
+    """The lines that say which of a comparison's numbers rest on too little data."""
+    from .analysis.compare import notes_of
+    return notes_of(comparison.to_json() if isinstance(comparison, Comparison) else comparison)
 
 
 def conditional_table(conditional: dict, steps: list[int]) -> tuple[list[str], list[list]]:

@@ -31,6 +31,7 @@ from ..io.stage import check_files
 from .evaluate import METRIC_NOTES, default_features_dir, evaluate_checkpoint, reference_data
 from ..options import EvalConfig
 from ..records import Comparison, EvalReport
+from ..core.metrics import few_points, sample_size_notes, verdict
 from ..core.solvers import solve
 from ..data.sources import initial_points
 from ..records.checkpoint import lineage
@@ -154,7 +155,9 @@ def table(result: dict | Comparison) -> tuple[list[str], list[list]]:
     """The comparison as headers + rows: path metrics, the lead quality metric at each step
     count (mean ± std over the seeds; * best, ~ tied with the best within the noise), the
     adaptive reference, and last the noise floor (data against data at the same n). Shared by
-    compare.md and the CLI's rich table."""
+    compare.md and the CLI's rich table. A held-out set too small for a verdict
+    (:func:`~rectflow.core.metrics.verdict`) marks nothing; a floor from too few points is
+    flagged "!"."""
     if isinstance(result, Comparison):
         result = result.to_json()
     m = result["primary_metric"]
@@ -167,7 +170,8 @@ def table(result: dict | Comparison) -> tuple[list[str], list[list]]:
     for k in steps:
         cells = [(r["quality"][k][m], r["quality"][k].get(f"{m}_std", 0.0))
                  for r in result["rows"]]
-        for row, (mean, std), mark in zip(rows, cells, tie_marks(cells)):
+        marks = tie_marks(cells) if verdict(result["n_reference"]) else [""] * len(cells)
+        for row, (mean, std), mark in zip(rows, cells, marks):
             row.append(_cell(mean, std, mark))
     for row, r in zip(rows, result["rows"]):
         ref = r["reference"] or {}
@@ -175,8 +179,14 @@ def table(result: dict | Comparison) -> tuple[list[str], list[list]]:
     fl = result.get("floors") or {}
     if m in fl:
         rows.append(["noise floor", "data", "-", "-", "-", "-", "-", "-"]
-                    + [_cell(fl[m], fl.get(f"{m}_std", 0))] * len(steps) + ["-", "-"])
+                    + [_cell(fl[m], fl.get(f"{m}_std", 0), "!" if few_points(fl, m) else "")]
+                    * len(steps) + ["-", "-"])
     return headers, rows
+
+
+def notes_of(result: dict) -> list[str]:
+    """The lines that say which numbers rest on too little data (compare.md and the CLI)."""
+    return sample_size_notes(result["n_reference"], result.get("floors") or {})
 
 
 def _ref(row: dict, m: str) -> list:
@@ -263,7 +273,8 @@ def _write_compare(out: Path, result: dict, paths, labels, dataset, cfg, emit,
         done += 1
         emit({"event": "progress", "done": done})
     headers, rows = table(result)
-    ckpt.atomic_write_bytes(out / "compare.md", (report.markdown_table(headers, rows)
+    notes = "".join(f"\n{line}\n" for line in notes_of(result))
+    ckpt.atomic_write_bytes(out / "compare.md", (report.markdown_table(headers, rows) + notes
                                                  + conditional_report.markdown(result)).encode())
     if result.get("conditional"):
         ckpt.atomic_write_bytes(out / "compare_conditional.csv",

@@ -25,7 +25,7 @@ from ..records.checkpoint import Checkpoint
 from ..data import Dataset, load_dataset
 from ..errors import UserError
 from ..progress import plural
-from ..core.metrics import MMD_BANDWIDTHS, mmd, w2
+from ..core.metrics import MMD_BANDWIDTHS, mmd, w2, w2_points_needed
 from ..options import EvalConfig
 from ..records import EvalReport
 from ..io.files import sha256_file
@@ -126,6 +126,11 @@ class Scorer:
             out[k] = frechet_distance(e.stats(samples), self.ref_stats[k])
         return out
 
+    def w2_points(self, k: int) -> int:
+        """How many points W2 compares for ``k`` samples."""
+        m = min(k, self.reference.shape[0])
+        return min(m, self.info["w2_subsample"]) if self.is_image else m
+
     def key(self) -> dict:
         """What besides the config decides the numbers: the classifier and Inception weights."""
         c = self.info.get("classifier") or {}
@@ -216,7 +221,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             emit({"event": "progress", "done": done,
                   "info": f"seed {s}: {cfg.solver} {plural(k, 'step')}"})
         runs.append(run)
-        floors.append(sc(floor_draw(ck.card.data, dataset, cfg.n, s)))
+        draw = floor_draw(ck.card.data, dataset, cfg.n, s)
+        floors.append({**sc(draw), "w2_points": sc.w2_points(draw.shape[0])})
         done += 1
         emit({"event": "progress", "done": done, "info": f"seed {s}: noise floor"})
     q = {k: _summarise([r[k] for r in runs]) for k in runs[0]}
@@ -240,7 +246,7 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
         weights_sha256=weights_sha, n=cfg.n, n_reference=int(ref.shape[0]), seed=cfg.seed,
         solver=cfg.solver, metrics=scorer.info["metrics"], quality=q, path=path,
         reference=reference, image=scorer.is_image, classifier=scorer.info.get("classifier"),
-        floors=_summarise(floors), seeds=seeds, lineage=describe_lineage(ck.card),
+        floors=_floors(floors, math.prod(ck.shape)), seeds=seeds, lineage=describe_lineage(ck.card),
         conditional=cond.report(x0, scorer, q, path, grid),
         seconds=time.perf_counter() - started)
     if inside and not own:   # not while a stage resumes into the folder
@@ -282,6 +288,13 @@ def floor_draw(spec: dict, heldout: Dataset, n: int, seed: int) -> torch.Tensor:
     train = load_dataset(spec, "train")
     idx = torch.randperm(len(train), generator=generator(seed, "eval-floor"))[:n]
     return train.take(idx)
+
+
+def _floors(draws: list[dict], dim: int) -> dict:
+    """The floors over seeds, with the fewest points a W2 floor came from and how many it
+    needs (:func:`~rectflow.core.metrics.w2_points_needed`)."""
+    points = min(d.pop("w2_points") for d in draws)
+    return {**_summarise(draws), "w2_points": points, "w2_points_needed": w2_points_needed(dim)}
 
 
 def _summarise(runs: list[dict]) -> dict:

@@ -248,6 +248,13 @@ def tuner(world: int = 1, say: Callable[[str], None] | None = None) -> Tuner | N
     return Tuner([1, _state["ceiling"]], say=say)
 
 
+def candidates() -> list[int]:
+    """The thread counts a training run may compute with: 1 and the ceiling when it
+    measures (:func:`tuner`), else the configured number (configuring the default first)."""
+    ensure()
+    return sorted({1, _state["ceiling"]}) if _state.get("auto") else [_state["threads"]]
+
+
 def timed(tuner_or_none: Tuner | None, fn):
     """``fn()`` through the tuner when there is one."""
     return fn() if tuner_or_none is None else tuner_or_none.run(fn)

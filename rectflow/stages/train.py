@@ -20,6 +20,7 @@ from ..records import checkpoint as ckpt
 from .. import io
 from ..machine import threads
 from ..machine.batchfit import choose_batch
+from ..machine.steptime import fit_recipe
 from ..io.stage import check_output, write_stage
 from .sample import sample, sample_tensor  # noqa: F401 - part of the stages API
 from ..records.checkpoint import Checkpoint
@@ -176,9 +177,11 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
         else:
             model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}),
                                              **sizes)
+            given = {**(file_options or {}), **_given(options)}
+            model_cfg, cfg = fit_recipe(dataset.shape, model_cfg, cfg, given, model or {},
+                                        _note(callback))
             net = _seeded_model(model_cfg, cfg.seed)
-            cfg = choose_batch(net, dataset.shape, cfg, model_cfg,
-                               {**(file_options or {}), **_given(options)}, _note(callback))
+            cfg = choose_batch(net, dataset.shape, cfg, model_cfg, given, _note(callback))
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
                        train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),

@@ -50,7 +50,11 @@ def test_compare_writes_tables_and_pictures(rounds, tmp_path):
     rows = list(csv.DictReader(io.StringIO((out / "compare.csv").read_text())))
     assert [r["model"] for r in rows] == ["rf1", "rf2"] and float(rows[0]["w2_steps1"]) > 0
     md = (out / "compare.md").read_text().splitlines()
-    assert md[0].startswith("| model") and len(md) == 5   # two models and the noise floor
+    table_lines = [line for line in md if line.startswith("|")]
+    assert md[0].startswith("| model") and len(table_lines) == 5   # two models and the floor
+    # n=256 points in 2-D: the W2 floor is flagged, and the note says why
+    assert table_lines[-1].startswith("| noise floor") and " ! |" in table_lines[-1]
+    assert md[-1].startswith("! W2 floor from 256 points, fewer than the 500 it needs")
     for name in ("trajectories.png", "straightness.png", "quality.png"):
         assert_picture(out / name)
     # both checkpoints got a report with the same noise/reference arguments, and its weights
