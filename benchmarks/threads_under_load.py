@@ -106,3 +106,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# its tiny run under RECTFLOW_SMOKE=1 (tests/benchmarks/test_bench_smoke.py)
+SMOKE_RUNS = [["--tiny"]]

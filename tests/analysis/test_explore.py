@@ -288,7 +288,7 @@ def test_cli_explore(cli, two_models, browser, tmp_path):
         assert np.abs(got - end).max() < 1e-3 * (np.ptp(end) + 1), name
     # refusals: an existing page, a page inside an input folder, not an .html name
     for target, extra, message in ((page, [], "already exists"),
-                                   (two_models / "dm" / "p.html", [], "inside the input folder"),
+                                   (two_models / "dm" / "p.html", [], "inside the input"),
                                    (tmp_path / "p.txt", [], "should end in .html")):
         code, _, err = cli("explore", "--ckpt", two_models / "dm", "--out", target, *args, *extra)
         assert code == 2 and message in err, err

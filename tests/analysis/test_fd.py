@@ -79,7 +79,8 @@ def test_a_resized_set_gets_a_classifier_of_its_own_size(tmp_path, monkeypatch):
 
     def fake_train(spec, callback=None):
         trained.append(spec)
-        return features.Classifier(1, width=4), {"net": {"channels": 1, "width": 4, "feat": 64}}
+        return features.Classifier(1, width=4), {"dataset": "digits",
+                                                 "net": {"channels": 1, "width": 4, "feat": 64}}
     monkeypatch.setattr(features, "train_classifier", fake_train)
     _, native = features.classifier({"name": "digits"}, tmp_path)
     _, resized = features.classifier({"name": "digits", "resolution": 16, "channels": 1},

@@ -33,7 +33,7 @@ def base(tmp_path_factory):
     data = point_cloud(root / "data" / "pts.npy", n=128)
     rf1 = tiny_checkpoint(root / "rf1", data, steps=4)
     small_pairs(rf1, root / "P", n=256, shard_size=128)
-    loop = dict(steps=3, batch_size=64, warmup=0, save_every=1, log_every=1)
+    loop = dict(train_steps=3, batch_size=64, warmup=0, save_every=1, log_every=1)
     stages.reflow(root / "P", root / "rf2", evaluate=False,
                   options=TrainConfig(**loop, lr=1e-3))
     stages.train(root / "cond", "8gaussians", model=TINY_MODEL, evaluate=False,
