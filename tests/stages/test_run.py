@@ -67,7 +67,9 @@ def test_run_writes_every_stage_and_a_comparison(tiny_run):
     assert [(r["name"], r["round"]) for r in result["rows"]] == \
         [("rf1", 1), ("rf2", 2), ("rf3", 3), ("distill", 2)]   # distilled from round-2 pairs
     assert "initialised from round 3" in result["rows"][3]["lineage_text"]
-    assert len((run / "compare" / "compare.md").read_text().splitlines()) == 2 + 4 + 1  # + floor
+    md = (run / "compare" / "compare.md").read_text().splitlines()
+    assert len([r for r in md if r.startswith("|")]) == 2 + 4 + 1   # header, 4 models, floor
+    assert any(r.startswith("! W2 floor from 256 points") for r in md)   # a small run says so
     assert len((run / "compare" / "compare.csv").read_text().splitlines()) == 1 + 4
     for pic in ("trajectories.png", "straightness.png", "quality.png"):
         assert (run / "compare" / pic).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
