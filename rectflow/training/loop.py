@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 
+from ..models.dropout import global_rows
 from ..records import checkpoint as ckpt
 from .pairs import PairSource
 from ..io import graceful_interrupts
@@ -204,7 +205,9 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def _seed_dropout(seed: int, device: torch.device) -> None:
     """Seed only the generators dropout draws from (``torch.manual_seed`` would also queue
-    lazy seeding of every accelerator backend on each call). Restored after each step."""
+    lazy seeding of every accelerator backend on each call). Restored after each step.
+    Every process gets the same seed: rectflow's dropout draws the mask of the whole global
+    micro-batch and keeps its own rows (:func:`~rectflow.models.dropout.global_rows`)."""
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
@@ -221,14 +224,14 @@ def train_step(step: int, model, optimizer, objective: Objective, source: PairSo
     times = objective.sample_times(cfg.batch_size, generator(cfg.seed, "time", step - 1))
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step)
-    _seed_dropout(derive_seed(cfg.seed, "dropout", step, rank), acc.device)
+    _seed_dropout(derive_seed(cfg.seed, "dropout", step), acc.device)
     total = torch.zeros((), device=acc.device)
     for m in range(cfg.grad_accum):
         rows = slice(m * micro + rank * local, m * micro + (rank + 1) * local)
         a0, a1 = (a[rows].to(acc.device, non_blocking=True) for a in (x0, x1))
         tm, c = ({k: v[rows].to(acc.device, non_blocking=True) for k, v in d.items()}
                  for d in (times, cond))
-        with acc.accumulate(model):
+        with acc.accumulate(model), global_rows(rank * local, micro):
             loss = objective.loss(model, a0, a1, tm, **c).mean()
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
