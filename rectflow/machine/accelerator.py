@@ -31,5 +31,9 @@ def make_accelerator(**kwargs) -> Accelerator:
                             "); unset it, or start with torchrun / accelerate launch")
         if not torch.cuda.is_available():
             kwargs["cpu"] = True
+    if kwargs.get("mixed_precision") == "fp16" and not (torch.cuda.is_available()
+                                                        or torch.backends.mps.is_available()):
+        # Accelerate would silently train in float32: fp16 autocast is for GPUs
+        raise UserError("mixed_precision fp16 needs a GPU; on CPU use bf16 (or no)")
     kwargs.setdefault("kwargs_handlers", [DistributedDataParallelKwargs(broadcast_buffers=False)])
     return Accelerator(**kwargs)
