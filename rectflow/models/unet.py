@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import RowDropout
 from .embedding import (LEGACY_TIME_SCALE, MAX_PERIOD, LabelEmbedding, TimeEmbedding,
                         interval_times, no_labels)
 
@@ -48,7 +49,7 @@ class Block(nn.Module):
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.time = nn.Sequential(nn.SiLU(), nn.Linear(emb, cout))
         self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = RowDropout(dropout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         self.attn = Attention(cout) if attn else nn.Identity()
 

@@ -64,6 +64,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.autograd.forward_ad as fwad
 
 from ..errors import UserError
 from ..core.path import TIME_DISTS, TimeDist, interpolate, target_velocity
@@ -92,10 +93,15 @@ def average_velocity_and_derivative(model: torch.nn.Module, x: torch.Tensor, v: 
                                     r: torch.Tensor, t: torch.Tensor, **cond):
     """``(u, du/dr)``: u = model(x, t, r=r) and its total derivative in the start time r along
     dx/dr = v, i.e. the JVP of (x, r) -> u along (v, 1) with t held fixed. Gradients reach the
-    parameters through ``u``; ``du/dr`` is meant to be detached by the caller."""
-    def u_of(x_, r_):
-        return model(x_, t, r=r_, **cond)
-    return torch.func.jvp(u_of, (x, r), (v, torch.ones_like(r)))
+    parameters through ``u``; ``du/dr`` is meant to be detached by the caller.
+
+    Dual tensors (``torch.autograd.forward_ad``) rather than ``torch.func.jvp``: the same
+    forward-mode formulas, but the model runs as a plain call, so a DDP-wrapped model (a run
+    on several processes) works too; under ``torch.func`` its bucket set-up fails."""
+    with fwad.dual_level():
+        out = model(fwad.make_dual(x, v), t, r=fwad.make_dual(r, torch.ones_like(r)), **cond)
+        u, du_dr = fwad.unpack_dual(out)
+    return u, du_dr
 
 
 @dataclass

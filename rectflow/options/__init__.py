@@ -38,7 +38,12 @@ TRAIN = (
     Opt("grad_clip", float, 1.0, "Clip the gradient norm to this (0: off).", lo=0, hi=1e6),
     Opt("ema_decay", float, 0.999, "Decay of the weights' moving average.", lo=0, below=1),
     Opt("grad_accum", int, 1, "Micro-batches accumulated per optimizer step.", lo=1, hi=4096),
-    Opt("mixed_precision", str, "no", "Mixed precision through Accelerate.", choices=PRECISIONS),
+    Opt("mixed_precision", str, "no", "Mixed precision through Accelerate (fp16 needs a GPU; "
+        "bf16 also runs on CPUs).", choices=PRECISIONS),
+    Opt("compile", bool, False, "torch.compile the model's training forward (needs a C++ "
+        "compiler on CPU; weights are saved from the plain module)."),
+    Opt("channels_last", bool, False, "Images: model and batches in channels-last memory "
+        "format (faster convolutions on recent GPUs)."),
     Opt("loss", str, "l2", "Regression loss.", choices=LOSSES),
     Opt("huber_c", float | None, None, "Pseudo-Huber c (default 0.00054*sqrt(D), as 2-RF++).",
         above=0, hi=1e6),

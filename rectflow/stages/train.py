@@ -108,7 +108,7 @@ def _fit_stage(out: Path, card: RunCard, model: torch.nn.Module, source, cfg: Tr
                eval_n: int | None) -> Checkpoint:
     acc = make_accelerator(mixed_precision=cfg.mixed_precision,
                            gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with)
-    check_run(cfg, acc.num_processes)   # before overwrite clears anything
+    check_run(cfg, acc.num_processes, source.shape)   # before overwrite clears anything
     acc.wait_for_everyone()   # every process has checked the output before any writes to it
 
     def run(folder: Path) -> None:

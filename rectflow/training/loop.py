@@ -19,6 +19,8 @@ from ..machine.accelerator import make_accelerator
 import importlib.util
 import json
 import math
+import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 
+from ..models.dropout import global_rows
 from ..records import checkpoint as ckpt
 from .pairs import PairSource
 from ..io import graceful_interrupts
@@ -41,9 +44,16 @@ from ..machine import threads
 Callback = Callable[[dict], None]
 
 
-def check_run(cfg: TrainConfig, world: int = 1) -> None:
-    """What the option bounds cannot see: the split of a batch, an installed tracker."""
+def check_run(cfg: TrainConfig, world: int = 1, shape: tuple | None = None) -> None:
+    """What the option bounds cannot see: the split of a batch, an installed tracker, a
+    compiler for ``compile`` (inductor builds C++ on a CPU), images for ``channels_last``."""
     cfg.validate()
+    if cfg.channels_last and shape is not None and len(shape) != 3:
+        raise UserError(f"channels_last is for images; this data has shape {list(shape)}")
+    if cfg.compile and not torch.cuda.is_available() and not any(
+            shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        raise UserError("compile: torch.compile on CPU needs a C++ compiler (g++ or clang++ "
+                        "on PATH, or CXX); install one or train without --compile")
     if cfg.batch_size % (cfg.grad_accum * world):
         raise UserError(f"batch_size {cfg.batch_size} must be divisible by grad_accum x "
                         f"processes = {cfg.grad_accum * world}")
@@ -204,15 +214,21 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def _seed_dropout(seed: int, device: torch.device) -> None:
     """Seed only the generators dropout draws from (``torch.manual_seed`` would also queue
-    lazy seeding of every accelerator backend on each call). Restored after each step."""
+    lazy seeding of every accelerator backend on each call). Restored after each step.
+    Every process gets the same seed: rectflow's dropout draws the mask of the whole global
+    micro-batch and keeps its own rows (:func:`~rectflow.models.dropout.global_rows`)."""
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
 
 
 def train_step(step: int, model, optimizer, objective: Objective, source: PairSource,
-               cfg: TrainConfig, acc: Accelerator) -> torch.Tensor:
-    """One optimizer step on the global batch ``step - 1``; returns its mean loss (detached)."""
+               cfg: TrainConfig, acc: Accelerator, forward=None) -> torch.Tensor:
+    """One optimizer step on the global batch ``step - 1``; returns its mean loss (detached).
+    ``forward`` (default ``model``) is what the loss calls: the compiled model with
+    ``compile``."""
+    forward = model if forward is None else forward
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     world, rank = acc.num_processes, acc.process_index
     micro = cfg.batch_size // cfg.grad_accum
     local = micro // world
@@ -221,15 +237,16 @@ def train_step(step: int, model, optimizer, objective: Objective, source: PairSo
     times = objective.sample_times(cfg.batch_size, generator(cfg.seed, "time", step - 1))
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step)
-    _seed_dropout(derive_seed(cfg.seed, "dropout", step, rank), acc.device)
+    _seed_dropout(derive_seed(cfg.seed, "dropout", step), acc.device)
     total = torch.zeros((), device=acc.device)
     for m in range(cfg.grad_accum):
         rows = slice(m * micro + rank * local, m * micro + (rank + 1) * local)
-        a0, a1 = (a[rows].to(acc.device, non_blocking=True) for a in (x0, x1))
+        a0, a1 = (a[rows].to(acc.device, non_blocking=True, memory_format=layout)
+                  for a in (x0, x1))
         tm, c = ({k: v[rows].to(acc.device, non_blocking=True) for k, v in d.items()}
                  for d in (times, cond))
-        with acc.accumulate(model):
-            loss = objective.loss(model, a0, a1, tm, **c).mean()
+        with acc.accumulate(model), global_rows(rank * local, micro):
+            loss = objective.loss(forward, a0, a1, tm, **c).mean()
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -252,13 +269,17 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
     acc = accelerator or make_accelerator(mixed_precision=cfg.mixed_precision,
                                           gradient_accumulation_steps=cfg.grad_accum,
                                           log_with=cfg.log_with, project_dir=str(out))
-    check_run(cfg, acc.num_processes)
+    check_run(cfg, acc.num_processes, source.shape)
     objective = build_objective(cfg, source.shape)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
     snaps = Snapshots(out, card, acc, cfg.train_steps)
     start = snaps.restore(model, optimizer, ema) if resume else 0
     model, optimizer = acc.prepare(model, optimizer)
+    # the compiled forward shares the parameters: the plain module (what snapshots save) trains
+    forward = torch.compile(model) if cfg.compile else model
     ema.shadow = {k: v.to(acc.device) for k, v in ema.shadow.items()}
     ema.track(acc.unwrap_model(model))
     if acc.is_main_process:
@@ -281,7 +302,7 @@ def fit(model: torch.nn.Module, source: PairSource, cfg: TrainConfig, out: str |
         if acc.device.type == "cpu" else None
 
     def one_step(step: int) -> None:
-        log.add(train_step(step, model, optimizer, objective, source, cfg, acc))
+        log.add(train_step(step, model, optimizer, objective, source, cfg, acc, forward))
         ema.update(step)
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []), \
             graceful_interrupts() as stop:
