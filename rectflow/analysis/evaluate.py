@@ -192,10 +192,13 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
             if old is not None:
                 old.cached, old.file = True, str(cand)
                 return old
-    if target is not None and (target.exists() or target.is_symlink()) and not \
-            (overwrite or inside):
-        raise UserError(f"{target} already exists (not a report of these arguments and "
-                        "weights); pass overwrite to replace it")
+    if target is not None and (target.exists() or target.is_symlink()) and not inside:
+        if not overwrite:
+            raise UserError(f"{target} already exists (not a report of these arguments and "
+                            "weights); pass overwrite to replace it")
+        if not own:   # overwrite replaces only a report rectflow wrote, never a user's file
+            from ..io.stage import check_files
+            check_files([target], (), overwrite=True)
 
     started = time.perf_counter()
     cond = ConditionalEval(ck, cfg, fdir, device, model)   # labels and guidance

@@ -36,7 +36,9 @@ class PairsDataset:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise CheckpointError(f"pairs folder {self.path} does not exist")
+            raise CheckpointError(f"{self.path} is a file, not a pairs folder"
+                                  if self.path.exists() else
+                                  f"pairs folder {self.path} does not exist")
         if not (self.path / MANIFEST).is_file():
             hint = " (an unfinished `rectflow couple` run: rerun it to finish)" \
                 if (self.path / PLAN).is_file() else ""

@@ -18,6 +18,10 @@ Ownership is decided by what rectflow made or recorded, never by a name:
   (kind ``snapshot``) with the token of the run folder it lies in.
 * **an empty folder** (nothing in it at all, or only such temporary files) holds no data.
 
+A file written outside any marked folder (samples beside a model, a report named by ``--out``)
+is listed in a ``.rectflow-files`` record of its own folder, so ``--overwrite`` replaces it
+later (:func:`written`) but never a user's file of the same name.
+
 Everything else is refused with :class:`~rectflow.errors.OutputError` (or skipped, with
 ``strict=False``). rectflow makes no symbolic links, so a link is never its: a link is neither
 removed nor followed, and nothing is removed through a linked parent folder.
@@ -115,9 +119,28 @@ def record_written(path: str | Path) -> None:
     (one ``O_APPEND`` line, so several processes may record at once)."""
     path = Path(os.path.abspath(path))
     root = marked_root(path)
-    if root is None or path.parent == root and path.name in (MARKER, JOURNAL):
+    if root is None:   # a loose file (samples beside a model, a report): its own folder's record
+        if path.name != JOURNAL and _real_dir(path.parent):
+            _append(path.parent / JOURNAL, (path.name + "\n").encode("utf-8"))
+        return
+    if path.parent == root and path.name in (MARKER, JOURNAL):
         return
     _append(root / JOURNAL, (os.path.relpath(path, root) + "\n").encode("utf-8"))
+
+
+def written(path: str | Path) -> bool:
+    """Whether rectflow wrote the regular file ``path``: listed in the record of its marked
+    folder or, for a loose file, of its own folder (never a link, never by its name alone)."""
+    path = Path(os.path.abspath(path))
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    root = marked_root(path)
+    if root is not None:
+        return os.path.relpath(path, root) in recorded(root)
+    return _real_dir(path.parent) and path.name in recorded(path.parent)
 
 
 def recorded(folder: str | Path) -> set[str]:

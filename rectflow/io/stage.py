@@ -8,6 +8,7 @@ from ..errors import StageInterrupted, UserError
 from .folders import (check_output as _check, ensure_output, sibling, staged_output,
                       writable_parent)
 from .lock import FolderLock
+from .remove import written
 
 
 def check_output(out: str | Path, kind: str, inputs=(), overwrite: bool = False,
@@ -32,6 +33,9 @@ def check_files(outputs, inputs=(), overwrite: bool = False) -> list[Path]:
             raise UserError(f"{out} is a folder or a link; name a file")
         if out.exists() and not overwrite:
             raise UserError(f"{out} already exists; pass overwrite to replace it")
+        if out.exists() and not written(out):   # overwrite replaces only what rectflow wrote
+            raise UserError(f"{out} already exists and rectflow did not write it; refusing to "
+                            "replace it: move it away or choose another name")
         writable_file(out)
     return outputs
 

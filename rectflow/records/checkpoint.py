@@ -211,7 +211,9 @@ class Checkpoint:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise CheckpointError(f"checkpoint folder {self.path} does not exist")
+            raise CheckpointError(f"{self.path} is a file, not a model folder"
+                                  if self.path.exists() else
+                                  f"checkpoint folder {self.path} does not exist")
         if not (self.path / CONFIG).is_file():
             raise CheckpointError(f"{self.path} has no {CONFIG}; is it a rectflow model folder?")
         self.card = RunCard.read(self.path / CONFIG)
