@@ -237,7 +237,8 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
         from .features import classifier
         classifier(spec, fdir, callback)
     emit = callback or (lambda e: None)
-    per_eval = len(cfg.steps) + 1 + int(cfg.adaptive)
+    # what evaluate_checkpoint counts: each seed's step counts and floor, dopri5, path metrics
+    per_eval = cfg.seeds * (len(cfg.steps) + 1) + int(cfg.adaptive) + 1
     pictures = 3 + int(dataset.is_image and first.card.conditional)   # class_samples.png
     total = per_eval * len(paths) + pictures
     emit({"event": "start", "total": total, "label": "compare"})
@@ -245,7 +246,7 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
     for i, p in enumerate(paths):
         def inner(e, base=i * per_eval):
             if e.get("event") == "progress":
-                emit({"event": "progress", "done": base + e["done"]})
+                emit({"event": "progress", "done": base + min(e["done"], per_eval)})
         ev = evaluate_checkpoint(p, cfg, out=out / "evals" / f"{labels[i].replace('/', '-')}.json",
                                  features_dir=fdir, callback=inner, overwrite=True)
         emit({"event": "progress", "done": (i + 1) * per_eval})

@@ -108,3 +108,15 @@ def test_sample_grid_picture_for_images(tmp_path):
     cells = [(name, {k: torch.rand(16, 1, 8, 8, generator=g) * 2 - 1 for k in (1, 2, 4, 8)})
              for name in ("rf1", "rf2")]
     assert_picture(report.save_sample_grids(cells, tmp_path / "grid.png"))
+
+
+def test_compare_progress_only_moves_forward(rounds, tmp_path):
+    """The bar of compare counts what each evaluation counts (every seed's step counts), so it
+    never jumps back between models and reaches its total only when the pictures are done."""
+    events = []
+    compare([rounds / "rf1", rounds / "rf2"], tmp_path / "cmp", FAST.replace(seeds=2),
+            callback=events.append)
+    start = next(e for e in events if e["event"] == "start")
+    done = [e["done"] for e in events if e["event"] == "progress"]
+    assert done == sorted(done) and done[-1] == start["total"]
+    assert done.count(start["total"]) == 1   # 100 % once, at the very end
