@@ -16,7 +16,7 @@ from .progress import ProgressCallback
 from .summary import path_table
 
 
-@with_options(option_params(COUPLE))
+@with_options(option_params(COUPLE, section="couple"))
 def couple(
     options: dict,
     ckpt: Ckpt,

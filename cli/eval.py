@@ -13,7 +13,7 @@ from .progress import ProgressCallback
 from .summary import print_eval
 
 FeaturesDir = Annotated[Optional[Path], typer.Option(help="Cache of the feature classifiers (default <checkpoints root>/.features).")]
-evaluation_options = with_options(option_params(EVAL))
+evaluation_options = with_options(option_params(EVAL, section="compare"))
 
 
 @evaluation_options

@@ -18,7 +18,7 @@ Init = Annotated[Optional[Path], typer.Option(help="Start from this model folder
 StageOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: reflow/ or distill/ beside the pairs folder).")]
 
 
-@with_options(option_params(TRAIN, STAGE_DEFAULTS["reflow"]))
+@with_options(option_params(TRAIN, STAGE_DEFAULTS["reflow"], section="reflow"))
 def reflow(options: dict, pairs: Pairs, out: StageOut = None, init: Init = None,
            use_ema: UseEma = True, config: ConfigFile = None, evaluate: Evaluate = True,
            eval_n: EvalN = None, resume: Resume = False, overwrite: Overwrite = False,
@@ -32,7 +32,8 @@ def reflow(options: dict, pairs: Pairs, out: StageOut = None, init: Init = None,
     print_stage(flow.path)
 
 
-@with_options(option_params(TRAIN, STAGE_DEFAULTS["distill"], skip=("time_dist",)))
+@with_options(option_params(TRAIN, STAGE_DEFAULTS["distill"], skip=("time_dist",),
+                             section="distill"))
 def distill(options: dict, pairs: Pairs, out: StageOut = None,
             k: Annotated[int, typer.Option("--k", help="Euler steps the student is meant for.")] = 1,
             init: Init = None, use_ema: UseEma = True, config: ConfigFile = None,

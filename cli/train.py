@@ -15,7 +15,7 @@ from .progress import ProgressCallback
 from .summary import print_stage
 
 
-@with_options(option_params(TRAIN))
+@with_options(option_params(TRAIN, section="train"))
 def train(
     options: dict,
     data: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}, an image folder, or a .npy/.npz/.safetensors [N, D] file.")] = "moons",

@@ -70,3 +70,12 @@ def test_library_defaults_are_shown_as_values():
     assert "[default: u-shaped a=4.0]" in rows["--time-dist"]
     assert "[default: none]" in rows["--huber-c"]
     assert "[default: 1,2,4,8,16]" in help_rows("eval")["--steps"]
+
+
+def test_a_default_that_depends_on_the_data_says_both():
+    """--help shows what a run really uses: the 2-D recipe's lr and t, the image recipe's batch
+    (not the one number of the option's declaration)."""
+    rows = help_rows("train")
+    assert "[default: 0.003 on vectors, 0.001 on images]" in rows["--lr"]
+    assert "[default: 2048 on vectors, 128 on images]" in rows["--batch-size"]
+    assert "logit-normal on vectors, uniform on images]" in rows["--time-dist"]
