@@ -171,7 +171,9 @@ def test_save_image_grid(tmp_path):
     x = torch.linspace(-1.5, 1.5, 6 * 64).reshape(6, 1, 8, 8)  # out-of-range values get clamped
     out = save_image_grid(x, tmp_path / "grid" / "samples.png")
     assert out.is_file()
-    assert [p.name for p in out.parent.iterdir()] == ["samples.png"]  # no temp file left
+    # no temp file left; the loose picture is listed in its folder's record of what rectflow wrote
+    assert sorted(p.name for p in out.parent.iterdir()) == [".rectflow-files", "samples.png"]
+    assert (out.parent / ".rectflow-files").read_text().split() == ["samples.png"]
     with Image.open(out) as im:
         assert im.format == "PNG"
         arr = np.asarray(im.convert("RGB"))
