@@ -18,6 +18,8 @@ and records its files, so only this run's snapshots, holding nothing else, are e
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import stat
@@ -115,10 +117,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 def _state_folder(folder: Path) -> Path:
     """``folder/state``, created if missing; a link or a file there is refused."""
     root = folder / STATE
-    try:
+    with contextlib.suppress(FileExistsError):   # a file or link there: refused just below
         root.mkdir(exist_ok=True)
-    except FileExistsError:
-        pass
     if not stat.S_ISDIR(os.lstat(root).st_mode) or os.path.islink(folder):
         raise OutputError(f"{root} is not a real folder (a link or a file); rectflow writes "
                           "snapshots only into a state folder it made")
