@@ -19,7 +19,6 @@ and records its files, so only this run's snapshots, holding nothing else, are e
 from __future__ import annotations
 
 import contextlib
-
 import os
 import re
 import stat
