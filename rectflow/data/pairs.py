@@ -23,6 +23,7 @@ from safetensors.torch import load as load_bytes
 
 from ..errors import CheckpointError
 from ..records import PairsManifest, PairsPlan
+from ..records.base import record_in_folder
 from ..io.files import sha256_file
 from ..core.seeding import generator
 
@@ -35,15 +36,10 @@ class PairsDataset:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise CheckpointError(f"{self.path} is a file, not a pairs folder"
-                                  if self.path.exists() else
-                                  f"pairs folder {self.path} does not exist")
-        if not (self.path / MANIFEST).is_file():
-            hint = " (an unfinished `rectflow couple` run: rerun it to finish)" \
-                if (self.path / PLAN).is_file() else ""
-            raise CheckpointError(f"{self.path} has no {MANIFEST}{hint}")
-        self.manifest = m = PairsManifest.read(self.path / MANIFEST)
+        hint = " (an unfinished `rectflow couple` run: rerun it to finish)" \
+            if (self.path / PLAN).is_file() else ""
+        self.manifest = m = PairsManifest.read(record_in_folder(self.path, "pairs", MANIFEST,
+                                                                hint))
         self.shape = tuple(m.shape)
         self.n = m.n
         self.labelled = m.classes is not None   # shards also hold labels y (conditional)

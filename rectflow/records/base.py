@@ -169,3 +169,14 @@ class Record:
         atomic_write_json(path, {"format": self.FORMAT, "version": self.VERSION,
                                  **self.to_json()})
         return path
+
+
+def record_in_folder(folder: Path, kind: str, filename: str, missing: str = "") -> Path:
+    """``folder/filename`` of a rectflow folder of ``kind`` ('model', 'pairs'), or one line
+    saying why it is not one: absent, a file, or without its record (``missing`` adds why)."""
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a {kind} folder" if folder.exists()
+                              else f"{kind} folder {folder} does not exist")
+    if not (folder / filename).is_file():
+        raise CheckpointError(f"{folder} has no {filename}{missing}")
+    return folder / filename

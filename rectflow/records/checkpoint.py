@@ -31,6 +31,7 @@ from ..io.folders import make_folder
 from ..io.remove import (SNAPSHOT, foreign_entries, forget, is_made, register, remove_made,
                          token_of)
 from . import RunCard
+from .base import record_in_folder
 from .snapshot import SnapshotMeta, SnapshotOptimizer
 from ..io.files import (atomic_write_bytes, atomic_write_json, fsync_dir, load_tensors, read_json,
                         save_tensors, sha256_file)
@@ -209,13 +210,8 @@ class Checkpoint:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise CheckpointError(f"{self.path} is a file, not a model folder"
-                                  if self.path.exists() else
-                                  f"checkpoint folder {self.path} does not exist")
-        if not (self.path / CONFIG).is_file():
-            raise CheckpointError(f"{self.path} has no {CONFIG}; is it a rectflow model folder?")
-        self.card = RunCard.read(self.path / CONFIG)
+        self.card = RunCard.read(record_in_folder(self.path, "model", CONFIG,
+                                                  "; is it a rectflow model folder?"))
 
     @property
     def config(self) -> dict:
