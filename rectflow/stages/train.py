@@ -24,66 +24,29 @@ from ..machine.steptime import fit_recipe
 from ..io.stage import check_output, write_stage
 from .sample import sample, sample_tensor  # noqa: F401 - part of the stages API
 from ..records.checkpoint import Checkpoint
-from ..training.pairs import COUPLINGS, pairs_source, train_source
-from ..data import data_kind, data_spec, load_dataset, spec_shape
-from ..data.pairs import PairsDataset
+from ..training.pairs import pairs_source, train_source
+from ..data import data_kind, load_dataset, spec_shape
 from ..errors import CheckpointError, OptionError, UserError
 from ..analysis.evaluate import evaluate_stage
 from ..models import (build_model, custom_config, default_model_config, plan_model,
                       student_model)
 from ..objectives import build_objective
-from ..options import CoupleConfig, TrainConfig, train_config
+from ..options import CoupleConfig, TrainConfig
 from .couple import (check_plan, couple_teacher, label_provenance, make_plan, remove_stale_temps,
                      write_pairs)
 from ..records import PairsManifest, RunCard
 from ..core.seeding import derive_seed
-from ..data.sources import Source, card_source, data_ot, teacher_source
+from ..data.sources import Source, card_source, data_ot
 from ..training.loop import check_run, fit
 from ..machine.accelerator import make_accelerator
-from ..progress import plural
+from .plan import (Options, StagePlan, distill_defaults, open_pairs,  # noqa: F401
+                   plan_on_pairs, plan_train, reflow_defaults, teacher_of, verified_teacher)
 
 Callback = Callable[[dict], None]
-Options = TrainConfig | dict | None
 
 
 def _rel(target: Path, start: Path) -> str:
     return os.path.relpath(Path(target).resolve(), Path(start).resolve())
-
-
-def _given(options: Options) -> dict:
-    """What the caller set: every field of a TrainConfig, only the non-None keys of a dict."""
-    if isinstance(options, TrainConfig):
-        return options.to_json()
-    return {k: v for k, v in (options or {}).items() if v is not None}
-
-
-def _saved_card(out: Path, stage: str) -> RunCard:
-    """The card of the run ``resume`` continues: it must be a rectflow run of this stage."""
-    if not (out / ckpt.CONFIG).is_file():
-        raise UserError(f"cannot resume {out}: it holds no rectflow run (no {ckpt.CONFIG}); "
-                        "start a new one without resume")
-    card = Checkpoint(out).card
-    ckpt.check_state(out)
-    if card.stage != stage:
-        raise UserError(f"cannot resume {out} as {stage}: it is a {card.stage} run")
-    return card
-
-
-def _resumed_config(card: RunCard, options: Options, file_options: dict | None) -> TrainConfig:
-    """On resume the saved settings fill whatever the caller did not set."""
-    cfg = train_config(card.stage, _given(options), card.train, file_options,
-                       where=("options", "saved run", "config file"))
-    if cfg.train_steps < card.steps_done:
-        raise UserError(f"train_steps {cfg.train_steps} is below the "
-                        f"{plural(card.steps_done, 'step')} already done")
-    fixed = [k for k in ("batch_size", "grad_accum", "seed", "objective", "time_dist", "loss",
-                         "pair_drop", "source")
-             if cfg.to_json()[k] != card.train.get(k, cfg.to_json()[k])]
-    if fixed:
-        raise UserError(f"a resumed run keeps its {', '.join(fixed)}; start a new run to "
-                        "change them")
-    card.train = cfg.to_json()
-    return cfg
 
 
 def batch_bytes(rows: int, shape) -> int:
@@ -145,13 +108,22 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
     user's own ``nn.Module`` called as ``model(x, t)``. Images are read at their own
     ``resolution`` and ``channels`` unless those are given; options not given come from the
     defaults for the kind of data (:data:`~rectflow.options.KIND_DEFAULTS`), with a default
-    batch cut to what fits in memory."""
-    own = model if isinstance(model, torch.nn.Module) else None
-    data_path = Path(data_root) if data_root else Path(data) if Path(data).exists() else None
-    out = check_output(out, "model", [data_path], overwrite, resume)
-    if resume:
-        card = _saved_card(out, "train")
-        cfg = _resumed_config(card, options, file_options)
+    batch cut to what fits in memory. Plans (:func:`~rectflow.stages.plan.plan_train`), then
+    runs the plan (:func:`run_train`)."""
+    plan = plan_train(out, data, data_root=data_root, download=download,
+                      resolution=resolution, channels=channels, coupling=coupling, model=model,
+                      options=options, resume=resume, overwrite=overwrite,
+                      file_options=file_options, note=_note(callback))
+    return run_train(plan, callback=callback, evaluate=evaluate, eval_n=eval_n)
+
+
+def run_train(plan: StagePlan, *, callback: Callback | None = None, evaluate: bool = True,
+              eval_n: int | None = None) -> Checkpoint:
+    """Run a ``train`` plan."""
+    own = plan.model if isinstance(plan.model, torch.nn.Module) else None
+    cfg, out, d = plan.config, plan.out, plan.data
+    if plan.resume:
+        card = plan.card
         dataset = load_dataset(card.data, "train")
         if card.is_custom and own is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
@@ -159,110 +131,63 @@ def train(out: str | Path, data: str = "moons", *, data_root: str | None = None,
             ckpt.check_saved(card, out)
         net = own if own is not None else _seeded_model(card.model, cfg.seed)
     else:
-        if coupling not in COUPLINGS:
-            raise UserError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
-        spec = data_spec(data, data_root, download, resolution, channels, _note(callback))
-        # resolved once, for the kind of data the spec names (read from headers alone)
-        cfg = train_config("train", _given(options), file_options,
-                           kind=data_kind(spec_shape(spec)), where=("options", "config file"))
-        if cfg.pair_drop > 0:
-            raise UserError("pair_drop filters stored pairs (reflow); train draws fresh ones")
-        dataset = load_dataset(spec, "train", allow_download=download)
+        spec = plan.spec
+        dataset = load_dataset(spec, "train", allow_download=d["download"])
         if data_kind(dataset.shape) != data_kind(spec_shape(spec)):   # headers must not lie
-            raise UserError(f"{data}: its header says shape {list(spec_shape(spec))} but it "
-                            f"holds samples of shape {list(dataset.shape)}")
+            raise UserError(f"{d['data']}: its header says shape {list(spec_shape(spec))} but "
+                            f"it holds samples of shape {list(dataset.shape)}")
         labelled, sizes = new_card(cfg, spec)   # {conditional, classes}, {num_classes}
         if own is not None:
             net, model_cfg = own, custom_config(own)
         else:
-            model_cfg = default_model_config(dataset.shape, cfg.objective, **(model or {}),
+            overrides = plan.model or {}
+            model_cfg = default_model_config(dataset.shape, cfg.objective, **overrides,
                                              **sizes)
-            given = {**(file_options or {}), **_given(options)}
-            model_cfg, cfg = fit_recipe(dataset.shape, model_cfg, cfg, given, model or {},
+            model_cfg, cfg = fit_recipe(dataset.shape, model_cfg, cfg, plan.given, overrides,
                                         _note(callback))
             net = _seeded_model(model_cfg, cfg.seed)
-            cfg = choose_batch(net, dataset.shape, cfg, model_cfg, given, _note(callback))
+            cfg = choose_batch(net, dataset.shape, cfg, model_cfg, plan.given, _note(callback))
         card = RunCard(stage="train", data=spec, shape=list(dataset.shape), model=model_cfg,
-                       train=cfg.to_json(), seed=cfg.seed, coupling=coupling,
+                       train=cfg.to_json(), seed=cfg.seed, coupling=plan.coupling,
                        objective=build_objective(cfg, dataset.shape).to_json(),
                        normalization=dataset.normalization.to_json(), **labelled,
                        sample={"solver": "euler",
                                "steps": 1 if cfg.objective == "meanflow" else 100})
         if cfg.source is not None:   # data-to-data: x0 from a data set of the same shape
-            card.source = card_source(cfg.source, dataset.shape, data, root=data_root,
-                                      download=download, resolution=resolution,
-                                      channels=channels)
+            card.source = card_source(cfg.source, dataset.shape, d["data"],
+                                      root=d["data_root"], download=d["download"],
+                                      resolution=d["resolution"], channels=d["channels"])
     io.check_fits(batch_bytes(cfg.batch_size // cfg.grad_accum, dataset.shape),
                   f"a batch of {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum)")
     x0s = Source(card.source, tuple(card.shape)) if card.source else None
     source = train_source(card, dataset, cfg, x0s)
-    return _fit_stage(out, card, net.train(), source, cfg, resume, overwrite, callback,
-                      evaluate, eval_n)
+    return _fit_stage(out, card, net.train(), source, cfg, plan.resume, plan.overwrite,
+                      callback, evaluate, eval_n)
 
 
 # ----------------------------------------------------------------------------- reflow/distill
-def open_pairs(pairs: str | Path) -> PairsDataset:
-    """Open a coupling dataset and check every shard before any output is touched."""
-    p = PairsDataset(pairs)
-    p.verify()
-    return p
-
-
-def teacher_of(pairs: PairsDataset) -> Path:
-    t = pairs.manifest.teacher.get("path")
-    if t is None:
-        raise CheckpointError(f"{pairs.path} does not name its teacher; pass init")
-    return pairs.path / t
-
-
-def verified_teacher(pairs: PairsDataset) -> Checkpoint:
-    """The teacher the pairs name, after checking its weights are still the ones the pairs
-    were made from (the sha256 in the manifest), so a replaced or altered teacher is never
-    used in its place."""
-    teacher = Checkpoint(teacher_of(pairs))
-    recorded = pairs.manifest.teacher.get("sha256")
-    if recorded:
-        weights = teacher.weights_path(pairs.manifest.teacher.get("weights") != "model")
-        if ckpt.sha256_file(weights) != recorded:
-            raise CheckpointError(f"teacher {teacher.path} is not the model the pairs in "
-                                  f"{pairs.path} were made from ({weights.name} differs from "
-                                  "the sha256 in their manifest); pass init to start from it "
-                                  "anyway")
-    return teacher
-
-
-def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_ema: bool,
-                    options: Options, sample_steps: int, resume: bool, overwrite: bool,
-                    callback, evaluate: bool, eval_n: int | None, module,
-                    extra: dict, file_options: dict | None = None) -> Checkpoint:
-    out = check_output(out, "model", [pairs, init], overwrite, resume)
-    if resume:
-        card = _saved_card(out, stage)
-        cfg = _resumed_config(card, options, file_options)
+def run_on_pairs(plan: StagePlan, *, callback: Callback | None = None,
+                 evaluate: bool = True, eval_n: int | None = None) -> Checkpoint:
+    """Run a ``reflow`` or ``distill`` plan."""
+    cfg, out, module, stage = plan.config, plan.out, plan.model, plan.stage
+    if plan.resume:
+        card = plan.card
         if card.is_custom and module is None:
             raise UserError(f"{out} trains your own model class; pass model= to resume it")
         net = module if module is not None else ckpt.build_checked(card, out)
         source = pairs_source(card, open_pairs(out / card.parent["pairs"]), cfg)
         return _fit_stage(out, card, net.train(), source, cfg, True, False, callback,
                           evaluate, eval_n)
-    pd = open_pairs(pairs)
-    cfg = train_config(stage, _given(options), extra.pop("time_layer", None), file_options,
-                       where=("options", stage, "config file"), kind=data_kind(pd.shape))
-    teacher = Checkpoint(init) if init is not None else verified_teacher(pd)
-    init_path = teacher.path
-    if tuple(teacher.shape) != tuple(pd.shape):
-        raise CheckpointError(f"pairs in {pd.path} have shape {list(pd.shape)} but init "
-                              f"{init_path} is a model of shape {list(teacher.shape)}")
+    pd, teacher = plan.pairs, plan.teacher
     tc = teacher.card
-    cfg = teacher_source(cfg, tc)
-    net, model_cfg = student_model(teacher, init_ema, cfg.objective, module,
+    net, model_cfg = student_model(teacher, plan.init_ema, cfg.objective, module,
                                    lambda c: _seeded_model(c, cfg.seed))
     pairs_round = int(pd.manifest.teacher.get("round", 1))
     card = RunCard(
         stage=stage, data=tc.data, shape=list(pd.shape), model=model_cfg, train=cfg.to_json(),
         seed=cfg.seed, round=pairs_round + 1 if stage == "reflow" else pairs_round,
-        parent={"pairs": _rel(pd.path, out), "init": _rel(init_path, out),
-                "init_weights": "ema" if init_ema else "model",
+        parent={"pairs": _rel(pd.path, out), "init": _rel(teacher.path, out),
+                "init_weights": "ema" if plan.init_ema else "model",
                 "init_round": int(tc.round), "init_stage": tc.stage,
                 "init_objective": (tc.objective or {}).get("name", "flow"),
                 "teacher_objective": pd.manifest.teacher.get("objective", "flow"),
@@ -270,13 +195,14 @@ def _train_on_pairs(stage: str, pairs: str | Path, out: str | Path, init, init_e
                 "teacher": _rel(teacher_of(pd), out) if "path" in pd.manifest.teacher
                 else None},
         objective=build_objective(cfg, tuple(pd.shape)).to_json(), normalization=tc.normalization,
-        sample={"solver": "euler", "steps": 1 if cfg.objective == "meanflow" else sample_steps},
-        heldout=tc.heldout, source=tc.source, **extra, **inherited(tc, pd.manifest))
+        sample={"solver": "euler",
+                "steps": 1 if cfg.objective == "meanflow" else plan.sample_steps},
+        heldout=tc.heldout, source=tc.source, **plan.extra, **inherited(tc, pd.manifest))
     card.train["conditional"] = card.conditional   # followed from the teacher, not an option
     source = pairs_source(card, pd, cfg)
     if source.filter:   # Re-MeanFlow's cut: its threshold and the count dropped
         card.parent["pair_filter"] = source.filter
-    return _fit_stage(out, card, net.train(), source, cfg, False, overwrite, callback,
+    return _fit_stage(out, card, net.train(), source, cfg, False, plan.overwrite, callback,
                       evaluate, eval_n)
 
 
@@ -286,16 +212,10 @@ def reflow(pairs: str | Path, out: str | Path, *, init: str | Path | None = None
            eval_n: int | None = None, model: torch.nn.Module | None = None,
            file_options: dict | None = None) -> Checkpoint:
     """Train round k+1 on round k's pairs, starting from the teacher's (EMA) weights."""
-    return _train_on_pairs("reflow", pairs, out, init, init_ema, options, 100, resume,
-                           overwrite, callback, evaluate, eval_n, model, {}, file_options)
-
-
-def reflow_defaults() -> TrainConfig:
-    return train_config("reflow")
-
-
-def distill_defaults(k: int = 1) -> TrainConfig:
-    return train_config("distill", {"time_dist": {"kind": "grid", "k": k}})
+    plan = plan_on_pairs("reflow", pairs, out, init=init, init_ema=init_ema, options=options,
+                         resume=resume, overwrite=overwrite, file_options=file_options,
+                         model=model)
+    return run_on_pairs(plan, callback=callback, evaluate=evaluate, eval_n=eval_n)
 
 
 MAX_DISTILL_K = 1000
@@ -309,12 +229,10 @@ def distill(pairs: str | Path, out: str | Path, *, k: int = 1, init: str | Path 
     """Train so that ``k`` Euler steps from x0 land on the paired z1 (t on a k-point grid)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_DISTILL_K:
         raise OptionError("k", "--k", f"must be a whole number in 1..{MAX_DISTILL_K}, got {k!r}")
-    given = _given(options)
-    given.pop("time_dist", None)   # a student's times are its k-step grid
-    return _train_on_pairs("distill", pairs, out, init, init_ema, given, k, resume,
-                           overwrite, callback, evaluate, eval_n, model,
-                           {"distill_k": k, "time_layer": {"time_dist": {"kind": "grid", "k": k}}},
-                           {k2: v for k2, v in (file_options or {}).items() if k2 != "time_dist"})
+    plan = plan_on_pairs("distill", pairs, out, init=init, init_ema=init_ema, options=options,
+                         resume=resume, overwrite=overwrite, file_options=file_options,
+                         model=model, k=k)
+    return run_on_pairs(plan, callback=callback, evaluate=evaluate, eval_n=eval_n)
 
 
 # ------------------------------------------------------------------------------------ couple
