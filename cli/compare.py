@@ -79,20 +79,8 @@ def compare(
     """Compare checkpoints: table, CSV, Markdown and pictures of paths straightening."""
     use_threads(threads)
     if out is None:
-        out = default_out(ckpt, overwrite)
+        out = api.default_out("compare", ckpt, overwrite=overwrite)
     with ProgressCallback("compare", "part") as cb:
         result = api.compare(ckpt, out=out, features_dir=features_dir, callback=cb,
                              overwrite=overwrite, **options)
     print_result(result, out)
-
-
-def default_out(ckpt: list[Path], overwrite: bool) -> Path:
-    """compare/ inside a run folder (else ./compare); when that exists (a finished `rectflow
-    run` holds its own compare/) and --overwrite is not given, the first free compare-N beside
-    it, so the command works as written and nothing is replaced."""
-    single = len(ckpt) == 1 and not (ckpt[0] / "config.json").is_file()
-    base = ckpt[0] / "compare" if single else Path("compare")
-    if overwrite or not base.exists():
-        return base
-    return next(p for i in range(2, 10**6)
-                if not (p := base.with_name(f"{base.name}-{i}")).exists())

@@ -28,7 +28,7 @@ def couple(
     """Write pairs (x0, z1) for reflow/distill; rerun the same command to resume.
     (Under torchrun write -n, not --n: torchrun's own parser takes --n.)"""
     use_threads(threads)
-    out = out or ckpt.parent / f"{ckpt.name}-pairs"
+    out = out or api.default_out("couple", ckpt)
     complete = []
     with ProgressCallback("couple", "pairs") as bar:
         def callback(event: dict) -> None:

@@ -68,7 +68,7 @@ def run(
 ):
     """Run the whole reflow pipeline; rerun the same command to continue an interrupted run."""
     use_threads(threads)
-    out = out or api.default_run_out(preset, data)
+    out = out or api.default_out("run", data, preset=preset)
     overrides = {}
     if data_root is not None:
         overrides["data_root"] = str(data_root.resolve())

@@ -29,7 +29,7 @@ def sample(
     guidance: Annotated[float, typer.Option(help="Conditional model: classifier-free guidance w (0 unconditional, 1 plain conditional, >1 sharper).")] = 1.0,
 ):
     """Sample from a trained flow; writes samples in the data's own units."""
-    out = out or ckpt.parent / f"{ckpt.name}-samples.npy"
+    out = out or api.default_out("sample", ckpt)
     r = api.sample_to_file(ckpt, out, n=n, steps=steps, solver=solver, seed=seed, use_ema=use_ema,
                       rtol=rtol, atol=atol, overwrite=overwrite, sampler=sampler,
                       classes=[c for v in classes or [] for c in v.split(",") if c.strip()],

@@ -39,7 +39,6 @@ def train(
     model = {k: v for k, v in (("hidden", hidden), ("depth", depth), ("width", width))
              if v is not None}
     use_threads(threads)
-    out = out or Path("checkpoints") / Path(data).stem / "rf1"
     with ProgressCallback("train") as cb:
         flow = api.train(data, out=out, data_root=str(data_root) if data_root else None,
                          download=download, resolution=resolution, channels=channels,

@@ -53,6 +53,7 @@ from .data import DATASETS, kind_of_data  # noqa: F401 - the CLI's --data choice
 from .data.sources import describe as describe_data  # noqa: F401 - a data spec's display name
 from .stages import transport as _transport
 from .stages.presets import PRESETS  # noqa: F401 - the CLI's --preset choices
+from .stages.outputs import default_out
 
 logger = logging.getLogger("rectflow")
 Callback = Callable[[dict], None]
@@ -138,7 +139,7 @@ class Flow:
         x = sol.x.clamp(-1, 1) if len(self.shape) == 3 else sol.x
         return Normalization(**(self.card.normalization or {})).to_raw(x) if raw else x
 
-    def couple(self, out: str | Path, *, overwrite: bool = False,
+    def couple(self, out: str | Path | None = None, *, overwrite: bool = False,
                callback: Callback | None = None, progress: bool = True,
                threads: int | None = None, **options) -> PairsManifest | None:
         """Write a coupling dataset of (x0, z1) pairs from this model (see :func:`couple`)."""
@@ -164,14 +165,16 @@ def config_section(config: str | Path | None, section: str) -> dict:
     return dict(table)
 
 
-def couple(teacher: "Flow | str | Path", out: str | Path, *, config: str | Path | None = None,
+def couple(teacher: "Flow | str | Path", out: str | Path | None = None, *,
+           config: str | Path | None = None,
            overwrite: bool = False, callback: Callback | None = None, progress: bool = True,
            threads: int | None = None, **options) -> PairsManifest | None:
     """Write a coupling dataset of (x0, z1) pairs solved from ``teacher`` (a model folder or a
-    :class:`Flow`) into ``out``; rerun to resume. Returns its :class:`PairsManifest` (None on
+    :class:`Flow`) into ``out`` (default ``<model>-pairs`` beside it); rerun to resume. Returns its :class:`PairsManifest` (None on
     a process of a distributed run that is not the main one). Options are
     :class:`~rectflow.options.CoupleConfig`'s, over ``config``'s ``[couple]`` table."""
     path = _path_of(teacher)
+    out = Path(out) if out is not None else default_out("couple", path)
     custom = isinstance(teacher, Flow) and teacher.card.is_custom
     if isinstance(teacher, Flow):
         options = {"use_ema": teacher.ema, **options}
@@ -182,10 +185,6 @@ def couple(teacher: "Flow | str | Path", out: str | Path, *, config: str | Path 
                                  model=teacher.model if custom else None)
         done(f"couple done: {out} ({manifest.n} pairs)" if manifest is not None else None)
     return manifest
-
-
-def _default_out(*parts: str) -> Path:
-    return Path("checkpoints", *parts)
 
 
 def train(data: str = "moons", *, out: str | Path | None = None,
@@ -199,7 +198,7 @@ def train(data: str = "moons", *, out: str | Path | None = None,
     ``out`` defaults to ``checkpoints/<data>/rf1``; ``config``'s ``[train]`` table fills the
     options not given."""
     options = renamed_options(options, "rectflow.train", stacklevel=2)
-    out = Path(out) if out is not None else _default_out(Path(str(data)).stem, "rf1")
+    out = Path(out) if out is not None else default_out("train", data)
     with shown("train", callback, progress, threads) as (cb, done):
         ck = stages.train(out, data, data_root=data_root, download=download,
                           resolution=resolution, channels=channels, coupling=coupling,
@@ -224,7 +223,7 @@ def reflow(pairs: str | Path, *, out: str | Path | None = None, init: str | Path
     ``<pairs' folder>/../reflow``; ``config``'s ``[reflow]`` table fills options not given."""
     options = renamed_options(options, "rectflow.reflow", stacklevel=2)
     pairs = _pairs_path(pairs)
-    out = Path(out) if out is not None else pairs.parent / "reflow"
+    out = Path(out) if out is not None else default_out("reflow", pairs)
     with shown("reflow", callback, progress, threads) as (cb, done):
         ck = stages.reflow(pairs, out, init=init, init_ema=init_ema, options=options,
                            resume=resume, overwrite=overwrite, callback=cb, evaluate=evaluate,
@@ -245,7 +244,7 @@ def distill(pairs: str | Path, *, k: int = 1, out: str | Path | None = None,
     given."""
     options = renamed_options(options, "rectflow.distill", stacklevel=2)
     pairs = _pairs_path(pairs)
-    out = Path(out) if out is not None else pairs.parent / "distill"
+    out = Path(out) if out is not None else default_out("distill", pairs)
     with shown("distill", callback, progress, threads) as (cb, done):
         section = config_section(config, "distill")
         section.pop("k", None)
@@ -279,14 +278,17 @@ def evaluate(flow: Flow | str | Path, *, out: str | Path | None = None,
     return report
 
 
-def compare(flows: Iterable[Flow | str | Path], *, out: str | Path,
+def compare(flows: Iterable[Flow | str | Path], *, out: str | Path | None = None,
             features_dir: str | Path | None = None, overwrite: bool = False,
             threads: int | None = None, progress: bool = True,
             callback: Callback | None = None, **options) -> Comparison:
     """Evaluate every model on the same noise and held-out data; write tables and pictures
-    into ``out`` and return the :class:`~rectflow.records.Comparison` (``compare.json``)."""
+    into ``out`` (default: :func:`default_out`) and return the
+    :class:`~rectflow.records.Comparison` (``compare.json``)."""
     from .analysis.compare import compare as run_compare
     flows = list(flows)
+    if out is None:
+        out = default_out("compare", [_path_of(f) for f in flows], overwrite=overwrite)
     cfg = for_kind(EvalConfig, "compare", kind_of(*map(_path_of, flows)), options)
     with shown("compare", callback, progress, threads) as (cb, done):
         result = run_compare([_path_of(f) for f in flows], out, cfg, callback=cb,
@@ -313,10 +315,14 @@ def conditional_table(conditional: dict, steps: list[int]) -> tuple[list[str], l
     return conditional_figures.table(conditional, steps)
 
 
-def sample_to_file(flow: Flow | str | Path, out: str | Path, **options) -> SampleRecord:
-    """Write samples in the data's own units to ``out`` (``.npy``) and a picture beside it
+def sample_to_file(flow: Flow | str | Path, out: str | Path | None = None,
+                   **options) -> SampleRecord:
+    """Write samples in the data's own units to ``out`` (``.npy``; default
+    ``<model>-samples.npy`` beside the model folder) and a picture beside it
     (:func:`rectflow.stages.sample.sample`'s options: ``n``, ``steps``, ``solver``, ``seed``,
     ``sampler``, ``classes``, ``guidance``, ``overwrite``...)."""
+    if out is None:
+        out = default_out("sample", _path_of(flow))
     return stages.sample(_path_of(flow), out, **_with_model(flow, options))
 
 
@@ -358,15 +364,6 @@ def explore(flows: Iterable[Flow | str | Path], out: str | Path, **options) -> t
     return write_explorer([_path_of(f) for f in flows], out, **options)
 
 
-def default_run_out(preset: str | None, data: str | None) -> Path:
-    """``checkpoints/<preset>-run``, or ``checkpoints/<data's name>-run`` for a ``--data`` given
-    without a preset."""
-    from .stages.presets import preset_for
-    name = Path(str(data).rstrip("/")).stem if data is not None and preset is None else \
-        preset or preset_for(data)
-    return _default_out(f"{name}-run")
-
-
 def run(preset: str | None = None, out: str | Path | None = None, *, data: str | None = None,
         config: str | Path | None = None, overrides: dict | None = None,
         callback: Callback | None = None) -> dict:
@@ -376,7 +373,7 @@ def run(preset: str | None = None, out: str | Path | None = None, *, data: str |
     with the :class:`~rectflow.records.Comparison` under ``"compare"``."""
     from .stages import presets, run as pipeline
     name = preset or presets.preset_for(data)
-    out = Path(out) if out is not None else default_run_out(preset, data)
+    out = Path(out) if out is not None else default_out("run", data, preset=preset)
     if data is not None:
         overrides = {**(overrides or {}), "data": data}
     return pipeline.run(name, out, config_file=config, overrides=overrides, callback=callback)

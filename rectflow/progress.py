@@ -148,11 +148,17 @@ def plural(n: int, word: str) -> str:
 
 
 def report_line(report) -> str:
-    """An evaluation report's headline: its lead metric at each step count."""
+    """An evaluation report's headline: its lead metric at each step count, the sample size
+    and the metric's noise floor (two draws of the data itself at that size), so a number
+    reads against what the measurement can tell apart."""
     m = report.primary_metric
     cells = [f"{plural(int(v['steps']), 'step')} {v[m]:.4g}" for v in report.quality.values()
              if m in v]
-    return f"{m.upper()} " + ", ".join(cells) if cells else ""
+    if not cells:
+        return ""
+    floor = (report.floors or {}).get(m)
+    tail = f" (n={report.n}" + (f"; floor {floor:.4g}" if floor is not None else "") + ")"
+    return f"{m.upper()} " + ", ".join(cells) + tail
 
 
 def model_line(path) -> str:

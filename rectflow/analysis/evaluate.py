@@ -26,7 +26,7 @@ from ..data import Dataset, load_dataset
 from ..errors import UserError
 from ..progress import plural
 from ..core.metrics import MMD_BANDWIDTHS, mmd, w2, w2_points_needed
-from ..options import EvalConfig
+from ..options import OUTPUT_ROOT, EvalConfig
 from ..records import EvalReport
 from ..io.files import sha256_file
 from ..core.seeding import generator
@@ -79,7 +79,7 @@ def default_features_dir(ckpt_dir: str | Path) -> Path:
     (for a run folder, the run itself)."""
     path = Path(ckpt_dir).resolve()
     for p in path.parents:
-        if p.name == "checkpoints":
+        if p.name == OUTPUT_ROOT:
             return p / ".features"
     return path.parent / ".features"
 

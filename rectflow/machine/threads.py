@@ -133,6 +133,9 @@ def configure(n: int | None = None) -> str:
         auto = why != "OMP_NUM_THREADS" and "processes" not in why
     blas = _set(n)
     line = f"threads: {n} ({why}; torch and {blas}; --threads to change)"
+    if auto and n > 1:   # a training run's Tuner then says which it kept
+        line = (f"threads: {n} for now ({why}; torch and {blas}); training measures 1 and {n} "
+                "on its first steps and keeps the faster (--threads to fix)")
     _state.update(threads=n, ceiling=n, why=why, pending=line, auto=auto and n > 1)
     return line
 

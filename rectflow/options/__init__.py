@@ -229,6 +229,11 @@ def kind_defaults(kind: str | None, section: str) -> dict:
     return dict(KIND_DEFAULTS.get(kind or "", {}).get(section, {}))
 
 
+# The folder under the working directory where train and run write when no output is given
+# (every default output: rectflow.stages.outputs); evaluation caches its feature networks in
+# its .features subfolder.
+OUTPUT_ROOT = "checkpoints"
+
 # CPU threads of torch and BLAS for one command (rectflow.machine.threads.configure); not a stage
 # option: it changes speed, not results, so it is not recorded with a run.
 THREADS = Opt("threads", int | None, None, "CPU threads of torch and BLAS (default: "

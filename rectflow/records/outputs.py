@@ -21,7 +21,7 @@ class SampleRecord(_Plain):
     nfe: float                   # network evaluations per sample
     picture: str | None = None   # the picture beside the samples, when one is drawn
     labels: str | None = None    # a conditional model's labels (.labels.npy)
-    note: str | None = None      # a half-trained model says so
+    note: str | None = None      # what the user should know: a half-trained model, a renamed --out
 
 
 @dataclass

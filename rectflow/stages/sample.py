@@ -59,9 +59,11 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     ck = Checkpoint(ckpt_dir)
     steps = opts["steps"].check(int(steps if steps is not None else ck.card.sample["steps"]))
     rtol, atol = opts["rtol"].check(rtol), opts["atol"].check(atol)
-    out = Path(out)
-    if out.suffix != ".npy":
+    asked = out = Path(out)
+    if out.suffix != ".npy":   # samples are always .npy: say so when the name changes
         out = out.with_suffix(out.suffix + ".npy") if out.suffix else out.with_suffix(".npy")
+    renamed = (f"samples are written as .npy: {out}, not {asked}"
+               if asked.suffix and out != asked else None)
     y, n = sample_labels(ck.card, classes, n)
     picture = out.with_suffix(".png")
     labels = out.with_suffix(".labels.npy")
@@ -99,7 +101,8 @@ def sample(ckpt_dir: str | Path, out: str | Path, *, n: int = 1000, steps: int |
     return SampleRecord(samples=str(out), picture=str(pic) if pic else None, nfe=sol.nfe,
                         steps=steps, shape=list(raw.shape), sampler=solver,
                         labels=str(labels) if y is not None else None,
-                        note=ck.card.unfinished(ck.path))
+                        note="; ".join(filter(None, (ck.card.unfinished(ck.path), renamed)))
+                        or None)
 
 
 def pick_classes(card, classes) -> list[int]:

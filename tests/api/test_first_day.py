@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import rectflow
-from rectflow.records import ResolvedRun, RunCard
+from rectflow.records import EvalReport, ResolvedRun, RunCard
 
 ROOT = Path(__file__).parents[1]
 TINY = dict(batch_size=64, log_every=2, warmup=0, evaluate=False)
@@ -88,6 +88,11 @@ def test_half_trained_model_is_said_when_sampled(tmp_path, cli):
     assert code == 0, err
     assert "is half-trained (1 of 2 steps, complete: false)" in out
     assert "1 step," in out and "1 steps" not in out
+    code, out, err = cli("sample", "--ckpt", run, "--out", tmp_path / "notes.txt", "-n", 8,
+                         "--steps", 1)
+    assert code == 0, err   # a name that is not .npy is said, not silently changed
+    assert f"samples are written as .npy: {tmp_path / 'notes.txt.npy'}, not" in out
+    assert (tmp_path / "notes.txt.npy").is_file() and not (tmp_path / "notes.txt").exists()
 
 
 def test_help_and_version_do_not_import_torch():
@@ -117,3 +122,13 @@ def test_reflow_given_a_model_points_to_couple(cli):
     code, _, err = cli("reflow", "--ckpt", "runs/rf1")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "rectflow couple --ckpt runs/rf1" in err and "rectflow reflow --pairs" in err
+
+
+def test_result_line_states_sample_size_and_floor(tmp_path, capsys):
+    """The API's one result line reads against the measurement's noise: n and the floor."""
+    flow = rectflow.train(data="moons", train_steps=2, out=tmp_path / "a",
+                          **{**TINY, "evaluate": True}, eval_n=64)
+    err = capsys.readouterr().err
+    report = EvalReport.read(flow.path / EvalReport.FILENAME)   # the stage's own evaluation
+    floor = report.floors["w2"]
+    assert f"(n={report.n}; floor {floor:.4g})" in err and "W2 1 step" in err

@@ -72,3 +72,18 @@ def test_a_fixed_thread_count_is_not_tuned(monkeypatch):
     assert isinstance(threads.tuner(), threads.Tuner)
     assert threads.tuner(world=2) is None  # ranks of a distributed run keep one number
     threads.configure(1)
+
+
+def test_the_first_line_of_a_measured_choice_does_not_contradict_the_second(monkeypatch):
+    """The default policy's first line says the count is provisional, so the Tuner's later
+    "threads: 1, the faster here" reads as its outcome, not as a second setting."""
+    from rectflow.machine import threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "machine_cores", lambda: 2)
+    try:
+        line = threads.configure()
+        assert line.startswith("threads: 2 for now (2 cores;")
+        assert "training measures 1 and 2 on its first steps and keeps the faster" in line
+        assert threads.configure(2).startswith("threads: 2 (given;")   # a given count is final
+    finally:
+        threads.configure(1)
