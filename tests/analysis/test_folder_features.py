@@ -20,6 +20,8 @@ from rectflow.analysis import own_features
 from rectflow.analysis.features import Extractor, frechet_distance
 from rectflow.core.metrics import w2
 from rectflow.data import data_spec, load_dataset
+from rectflow.io.files import sha256_file
+from rectflow.io.remove import written
 
 SIDE = 16
 KINDS = ("square", "disc", "bar")
@@ -134,8 +136,7 @@ def test_the_network_is_seeded_cached_by_content_and_safetensors(tmp_path, monke
         spec, (1, SIDE, SIDE), info["data_sha256"])
     assert sorted(p.name for p in cache.iterdir()) == [".rectflow-files", "config.json",
                                                        "model.safetensors"]
-    from rectflow.io.remove import written   # both through rectflow's one writer
-    assert written(cache / "config.json") and written(cache / "model.safetensors")
+    assert written(cache / "config.json") and written(cache / "model.safetensors")   # one writer
     record = json.loads((cache / "config.json").read_text())
     assert record["format"] == "rectflow/feature-net" and record["sha256"] == info["sha256"]
 
@@ -153,7 +154,6 @@ def test_rectflow_eval_on_a_folder_prints_and_records_the_fd(cli, tmp_path):
     """A model trained for 4 steps on a shape folder: `rectflow eval` reports FD (a column,
     the floor, the network's line) and eval.json names the network by its sha256; the network
     is cached where the classifiers are (<model's parent>/.features)."""
-    from rectflow.io.files import sha256_file
     from rectflow.stages import train as stages
     from rectflow.training.loop import TrainConfig
     folder = shape_folder(tmp_path / "shapes", n=120)
