@@ -172,3 +172,34 @@ def test_rectflow_eval_on_a_folder_prints_and_records_the_fd(cli, tmp_path):
         data_spec(str(folder)), (1, SIDE, SIDE), ev["classifier"]["data_sha256"])
     assert ev["args"]["classifier_sha256"] == ev["classifier"]["sha256"] \
         == sha256_file(cache / "model.safetensors")
+
+
+@pytest.mark.parametrize("net,word", [({"channels": 1, "side": 100000}, "side"),
+                                      ({"channels": 1, "labels": "3"}, "net"),
+                                      ({"width": 16}, "channels")])
+def test_a_hand_edited_network_record_is_one_line_naming_the_field(tmp_path, net, word):
+    from rectflow.errors import CheckpointError
+    from rectflow.records.snapshot import FeatureNetCache
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"format": FeatureNetCache.FORMAT, "version": 1,
+                                "dataset": "imagefolder", "net": net}))
+    with pytest.raises(CheckpointError) as e:
+        FeatureNetCache.read(path)
+    assert str(path) in str(e.value) and word in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_image_array_gets_a_network_too_and_large_images_are_pooled(tmp_path, monkeypatch):
+    """Any image data without a shipped classifier: here an RGB .npy of 40 x 40 images (above
+    MAX_SIDE, so the network sees them average-pooled)."""
+    monkeypatch.setitem(own_features.TRAIN, "min_steps", 4)
+    monkeypatch.setitem(own_features.TRAIN, "epochs", 1)
+    rng = np.random.default_rng(3)
+    path = tmp_path / "rgb.npy"
+    np.save(path, rng.integers(0, 256, (40, 3, 40, 40), dtype=np.uint8))
+    spec = data_spec(str(path))
+    net, info = own_features.feature_net(spec, tmp_path / "features")
+    assert info["dataset"] == "file" and info["net"]["side"] == own_features.MAX_SIDE < 40
+    assert info["train"]["steps"] == 4 and info["objective"] == "degradation"
+    with torch.inference_mode():
+        f = net.features(load_dataset(spec, "test").take(torch.arange(4)))
+    assert f.shape == (4, own_features.FEAT) and torch.isfinite(f).all()
