@@ -112,6 +112,19 @@ class Scorer:
                 self.info["fid_weights_sha256"] = sha256_file(cfg.fid_weights)
             self.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
 
+    def with_reference(self, reference: torch.Tensor) -> "Scorer":
+        """The same scorer, feature networks included (not looked up again: a user's folder
+        would be read and hashed again), against another reference set."""
+        import copy
+        other = copy.copy(self)
+        other.reference = reference
+        other.info = {**self.info, "n_reference": int(reference.shape[0])}
+        if self.is_image:
+            other.info["w2_subsample"] = min(self.cfg.image_w2_subsample, self.cfg.n,
+                                             reference.shape[0])
+            other.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
+        return other
+
     @staticmethod
     def metric_names(dataset: Dataset, cfg: EvalConfig) -> list[str]:
         if not dataset.is_image:
@@ -216,8 +229,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     runs: list[dict] = []
     floors: list[dict] = []
     for s in seeds:
-        sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
-                                                 reference_data(dataset, cfg.n, s), cfg, fdir)
+        sc = scorer if s == cfg.seed else scorer.with_reference(
+            reference_data(dataset, cfg.n, s))
         x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
         run, (v, ex) = {}, cond.velocity(s, cfg.n)
         for k in cfg.steps:

@@ -150,16 +150,24 @@ def test_the_network_is_seeded_cached_by_content_and_safetensors(tmp_path, monke
         own_features.own_net(spec, tmp_path / "a")
 
 
-def test_rectflow_eval_on_a_folder_prints_and_records_the_fd(cli, tmp_path):
-    """A model trained for 4 steps on a shape folder: `rectflow eval` reports FD (a column,
-    the floor, the network's line) and eval.json names the network by its sha256; the network
-    is cached where the classifiers are (<model's parent>/.features)."""
+@pytest.fixture(scope="module")
+def folder_model(tmp_path_factory):
+    """A model trained for 4 steps on a folder of 120 shapes: (folder, model folder)."""
     from rectflow.stages import train as stages
     from rectflow.training.loop import TrainConfig
-    folder = shape_folder(tmp_path / "shapes", n=120)
-    ck = tmp_path / "runs" / "rf1"
+    tmp = tmp_path_factory.mktemp("folder-model")
+    folder = shape_folder(tmp / "shapes", n=120)
+    ck = tmp / "runs" / "rf1"
     stages.train(ck, str(folder), options=TrainConfig(train_steps=4, batch_size=32),
                  evaluate=False)
+    return folder, ck
+
+
+def test_rectflow_eval_on_a_folder_prints_and_records_the_fd(cli, tmp_path, folder_model):
+    """`rectflow eval` on a shape folder's model reports FD (a column, the floor, the
+    network's line) and eval.json names the network by its sha256; the network is cached
+    where the classifiers are (<model's parent>/.features)."""
+    folder, ck = folder_model
     out = tmp_path / "eval.json"
     code, stdout, err = cli("eval", "--ckpt", ck, "--steps", "1", "--n", "12", "--seeds", "1",
                             "--path-steps", "4", "--no-adaptive", "--out", out)
@@ -168,10 +176,22 @@ def test_rectflow_eval_on_a_folder_prints_and_records_the_fd(cli, tmp_path):
     ev = json.loads(out.read_text())
     assert ev["metrics"].keys() == {"w2", "fd"} and "blurred" in ev["metrics"]["fd"]
     assert ev["quality"]["1"]["fd"] > 10 * ev["floors"]["fd"] > 0, ev["quality"]
-    cache = tmp_path / "runs" / ".features" / own_features.cache_name(
+    cache = ck.parent / ".features" / own_features.cache_name(
         data_spec(str(folder)), (1, SIDE, SIDE), ev["classifier"]["data_sha256"])
     assert ev["args"]["classifier_sha256"] == ev["classifier"]["sha256"] \
         == sha256_file(cache / "model.safetensors")
+
+
+def test_more_seeds_read_the_folder_network_once(tmp_path, folder_model, monkeypatch):
+    from rectflow.analysis.evaluate import EvalConfig, evaluate_checkpoint
+    _, ck = folder_model
+    calls = []
+    real = own_features.own_net
+    monkeypatch.setattr(own_features, "own_net", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = EvalConfig(steps=(1,), n=12, seeds=2, path_steps=4, adaptive=False)
+    ev = evaluate_checkpoint(ck, cfg, out=tmp_path / "e.json")   # the cache eval made
+    assert len(calls) == 1 and ev.seeds == [0, 1]
+    assert ev.quality["1"]["fd_std"] > 0 and ev.floors["fd_std"] > 0   # two references
 
 
 @pytest.mark.parametrize("net,word", [({"channels": 1, "side": 100000}, "side"),
