@@ -96,18 +96,19 @@ class Scorer:
                  features_dir: Path, callback: Callable[[dict], None] | None = None):
         self.reference, self.cfg = reference, cfg
         self.is_image = bool(dataset.is_image)
+        names = self.metric_names(dataset, cfg, int(reference.shape[0]))
         self.info: dict = {"n_reference": int(reference.shape[0]),
-                           "metrics": {k: METRIC_NOTES[k] for k in self.metric_names(dataset, cfg)}}
+                           "metrics": {k: METRIC_NOTES[k] for k in names}}
         self.extractors: dict = {}
         if self.is_image:
             from . import features
             from .own_features import feature_net
             self.info["w2_subsample"] = min(cfg.image_w2_subsample, cfg.n, reference.shape[0])
-            net, finfo = feature_net(spec, features_dir, callback)
-            if net is not None:
+            if "fd" in names:
+                net, finfo = feature_net(spec, features_dir, callback)
                 self.extractors["fd"] = features.Extractor(net.features)
-            self.info["classifier"] = finfo
-            if cfg.fid_weights:
+                self.info["classifier"] = finfo
+            if "fid" in names:
                 self.extractors["fid"] = features.Extractor(features.inception(cfg.fid_weights))
                 self.info["fid_weights_sha256"] = sha256_file(cfg.fid_weights)
             self.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
@@ -126,9 +127,13 @@ class Scorer:
         return other
 
     @staticmethod
-    def metric_names(dataset: Dataset, cfg: EvalConfig) -> list[str]:
+    def metric_names(dataset: Dataset, cfg: EvalConfig, n_reference: int) -> list[str]:
+        """W2 and MMD for points; W2, FD (and FID) for images, the Fréchet distances only
+        from two held-out images up (a covariance needs two points)."""
         if not dataset.is_image:
             return ["w2", "mmd"]
+        if n_reference < 2:
+            return ["w2"]
         return ["w2", "fd"] + (["fid"] if cfg.fid_weights else [])
 
     def __call__(self, samples: torch.Tensor) -> dict:

@@ -223,3 +223,15 @@ def test_an_image_array_gets_a_network_too_and_large_images_are_pooled(tmp_path,
     with torch.inference_mode():
         f = net.features(load_dataset(spec, "test").take(torch.arange(4)))
     assert f.shape == (4, own_features.FEAT) and torch.isfinite(f).all()
+
+
+def test_a_single_held_out_image_is_scored_by_pixel_w2_alone(tmp_path):
+    """Twelve images hold one out: no covariance, so no FD (and no network trained for it),
+    where an FD would have stopped the evaluation; W2 still scores the samples."""
+    from rectflow.analysis.evaluate import EvalConfig, Scorer
+    spec = data_spec(str(shape_folder(tmp_path / "shapes", n=12)))
+    held = load_dataset(spec, "test")
+    assert len(held) == 1
+    sc = Scorer(spec, held, held.take(torch.arange(1)), EvalConfig(n=4), tmp_path / "f")
+    assert list(sc.info["metrics"]) == ["w2"] and not (tmp_path / "f").exists()
+    assert set(sc(torch.zeros(4, 1, SIDE, SIDE))) == {"w2"}
