@@ -51,9 +51,8 @@ def print_result(result: Comparison, out: Path) -> None:
         con.print(t)
     for line in api.comparison_notes(result):
         con.print(line)
-    if result.classifier and "test_accuracy" in result.classifier:
-        con.print(f"FD features: classifier with {result.classifier['test_accuracy']:.1%} "
-                  "held-out accuracy")
+    if api.feature_note(result.classifier):
+        con.print(api.feature_note(result.classifier))
     if result.conditional:
         c = result.conditional
         con.print(_rich(f"{api.describe_data(result.data)}: conditional, labels "

@@ -12,7 +12,7 @@ from .options import Ckpt, Threads, option_params, use_threads, with_options
 from .progress import ProgressCallback
 from .summary import print_eval
 
-FeaturesDir = Annotated[Optional[Path], typer.Option(help="Cache of the feature classifiers (default <checkpoints root>/.features).")]
+FeaturesDir = Annotated[Optional[Path], typer.Option(help="Cache of the FD feature networks (default <checkpoints root>/.features).")]
 evaluation_options = with_options(option_params(EVAL, section="compare"))
 
 

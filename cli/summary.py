@@ -5,7 +5,7 @@ from __future__ import annotations
 from .console import plain_console
 from rich.table import Table
 
-from rectflow.api import EvalReport, few_points, plural, sample_size_notes
+from rectflow.api import EvalReport, feature_note, few_points, plural, sample_size_notes
 
 
 console = plain_console()
@@ -67,9 +67,8 @@ def print_eval(ev: EvalReport | None, where=None) -> None:
         console.print(ev.lineage)
     console.print(path_table("path metrics (transport cost vs exact OT cost of the same "
                              "endpoints)", ev.path))
-    if ev.classifier and "test_accuracy" in ev.classifier:
-        console.print(f"FD features: {ev.classifier.get('dataset')} classifier, held-out "
-                      f"accuracy {ev.classifier['test_accuracy']:.1%}")
+    if feature_note(ev.classifier):
+        console.print(feature_note(ev.classifier))
     if where is not None:
         console.print(f"{'cached' if getattr(ev, 'cached', False) else 'wrote'} {where}")
 

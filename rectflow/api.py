@@ -309,6 +309,12 @@ def comparison_notes(comparison: Comparison) -> list[str]:
     return notes_of(comparison.to_json() if isinstance(comparison, Comparison) else comparison)
 
 
+def feature_note(features: dict | None) -> str | None:
+    """The line naming the network a report's FD features came from (its ``classifier``)."""
+    from .analysis.own_features import feature_note as note
+    return note(features)
+
+
 def conditional_table(conditional: dict, steps: list[int]) -> tuple[list[str], list[list]]:
     """A conditional comparison's per-guidance table (headers, rows)."""
     from .analysis import conditional_figures

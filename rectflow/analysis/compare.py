@@ -233,9 +233,9 @@ def _compare_into(out: Path, paths: list[Path], cfg: EvalConfig, features_dir,
     spec = first.card.data
     dataset = load_dataset(spec, "test")
     fdir = Path(features_dir) if features_dir is not None else default_features_dir(paths[0])
-    if dataset.is_image:   # train the feature classifier now, with its own progress
-        from .features import classifier
-        classifier(spec, fdir, callback)
+    if dataset.is_image:   # train the feature network now, with its own progress
+        from .own_features import feature_net
+        feature_net(spec, fdir, callback)
     emit = callback or (lambda e: None)
     # what evaluate_checkpoint counts: each seed's step counts and floor, dopri5, path metrics
     per_eval = cfg.seeds * (len(cfg.steps) + 1) + int(cfg.adaptive) + 1

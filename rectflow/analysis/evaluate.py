@@ -7,7 +7,8 @@ reflow run comparable number for number.
 One entry point, :func:`evaluate_checkpoint`, and one record, :class:`EvalReport`
 (``eval.json``): quality at each step count (with the NFE each took), optionally an adaptive
 dopri5 reference, path metrics with their OT reference, and for images a Fréchet distance on
-the features of a small classifier (and, given local Inception weights, the standard FID).
+the features of a small network (the dataset's classifier, or one trained on the user's own
+images: :mod:`.own_features`) and, given local Inception weights, the standard FID.
 Training stages run the same evaluation on a bounded budget (:func:`evaluate_stage`).
 """
 from __future__ import annotations
@@ -42,7 +43,10 @@ METRIC_NOTES = {
            "sum over s in {%s} of exp(-|x-y|^2 / (2 s^2 D)), D the data dimension"
            % ", ".join(str(s) for s in MMD_BANDWIDTHS),
     "fd": "Fréchet distance between Gaussians fitted to the penultimate-layer features of a "
-          "small classifier trained once per dataset (the FID recipe with a smaller network)",
+          "small network trained once per dataset (the FID recipe with a smaller network): "
+          "the dataset's classifier for digits, MNIST and CIFAR-10; for other images one "
+          "trained on their training split to tell clean images from blurred, noised and "
+          "faded ones (and their classes, when they have any)",
     "fid": "Fréchet distance on the 2048 pool features of Inception-v3 loaded from "
            "--fid-weights (the standard FID when those are the usual FID weights)",
     "straightness": "sum over steps of dt * mean |(z1 - z0) - v(z_t, t)|^2 on a fine Euler "
@@ -74,7 +78,7 @@ def quality(samples: torch.Tensor, reference: torch.Tensor) -> dict:
 
 # ------------------------------------------------------------------------- full evaluation
 def default_features_dir(ckpt_dir: str | Path) -> Path:
-    """Where the feature classifiers are cached: ``<checkpoints root>/.features``, the root
+    """Where the FD feature networks are cached: ``<checkpoints root>/.features``, the root
     being the nearest enclosing folder named ``checkpoints``, else the checkpoint's parent
     (for a run folder, the run itself)."""
     path = Path(ckpt_dir).resolve()
@@ -92,28 +96,45 @@ class Scorer:
                  features_dir: Path, callback: Callable[[dict], None] | None = None):
         self.reference, self.cfg = reference, cfg
         self.is_image = bool(dataset.is_image)
+        names = self.metric_names(dataset, cfg, int(reference.shape[0]))
         self.info: dict = {"n_reference": int(reference.shape[0]),
-                           "metrics": {k: METRIC_NOTES[k] for k in self.metric_names(dataset, cfg)}}
+                           "metrics": {k: METRIC_NOTES[k] for k in names}}
         self.extractors: dict = {}
         if self.is_image:
             from . import features
+            from .own_features import feature_net
             self.info["w2_subsample"] = min(cfg.image_w2_subsample, cfg.n, reference.shape[0])
-            net, finfo = features.classifier(spec, features_dir, callback)
-            if net is not None:
+            if "fd" in names:
+                net, finfo = feature_net(spec, features_dir, callback)
                 self.extractors["fd"] = features.Extractor(net.features)
-            self.info["classifier"] = finfo
-            if cfg.fid_weights:
+                self.info["classifier"] = finfo
+            if "fid" in names:
                 self.extractors["fid"] = features.Extractor(features.inception(cfg.fid_weights))
                 self.info["fid_weights_sha256"] = sha256_file(cfg.fid_weights)
             self.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
 
+    def with_reference(self, reference: torch.Tensor) -> "Scorer":
+        """The same scorer, feature networks included (not looked up again: a user's folder
+        would be read and hashed again), against another reference set."""
+        import copy
+        other = copy.copy(self)
+        other.reference = reference
+        other.info = {**self.info, "n_reference": int(reference.shape[0])}
+        if self.is_image:
+            other.info["w2_subsample"] = min(self.cfg.image_w2_subsample, self.cfg.n,
+                                             reference.shape[0])
+            other.ref_stats = {k: e.stats(reference) for k, e in self.extractors.items()}
+        return other
+
     @staticmethod
-    def metric_names(dataset: Dataset, cfg: EvalConfig) -> list[str]:
+    def metric_names(dataset: Dataset, cfg: EvalConfig, n_reference: int) -> list[str]:
+        """W2 and MMD for points; W2, FD (and FID) for images, the Fréchet distances only
+        from two held-out images up (a covariance needs two points)."""
         if not dataset.is_image:
             return ["w2", "mmd"]
-        from .features import FEATURE_SETS
-        return (["w2"] + (["fd"] if dataset.name in FEATURE_SETS else [])
-                + (["fid"] if cfg.fid_weights else []))
+        if n_reference < 2:
+            return ["w2"]
+        return ["w2", "fd"] + (["fid"] if cfg.fid_weights else [])
 
     def __call__(self, samples: torch.Tensor) -> dict:
         samples = samples.detach().float().cpu()
@@ -213,8 +234,8 @@ def evaluate_checkpoint(ckpt_dir: str | Path, config: EvalConfig | None = None, 
     runs: list[dict] = []
     floors: list[dict] = []
     for s in seeds:
-        sc = scorer if s == cfg.seed else Scorer(ck.card.data, dataset,
-                                                 reference_data(dataset, cfg.n, s), cfg, fdir)
+        sc = scorer if s == cfg.seed else scorer.with_reference(
+            reference_data(dataset, cfg.n, s))
         x0 = initial_points(ck.card, cfg.n, s, "eval-noise").to(device)
         run, (v, ex) = {}, cond.velocity(s, cfg.n)
         for k in cfg.steps:

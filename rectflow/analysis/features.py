@@ -152,17 +152,25 @@ def classifier(spec: dict, root: str | Path, callback: Callable[[dict], None] | 
     if dataset not in FEATURE_SETS:
         return None, {"reason": f"no feature classifier for {dataset!r} (only "
                                 f"{', '.join(FEATURE_SETS)}); pass --fid-weights for FID"}
-    folder = Path(root) / cache_name(spec)
+    return cached_net(Path(root) / cache_name(spec), ClassifierCache, Classifier,
+                      lambda: train_classifier(spec, callback))
+
+
+def cached_net(folder: Path, record: type, build: Callable[..., nn.Module],
+               train: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
+    """The feature network cached in ``folder`` (``config.json``, a ``record``, and
+    ``model.safetensors``; ``build(**record.net)`` makes the network), else ``train()``'s,
+    written there through rectflow's one writer. Returns it and its record with ``path``."""
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     if cfg_path.is_file() and weights.is_file():
-        record = ClassifierCache.read(cfg_path).to_json()
-        net = Classifier(**record["net"])
+        saved = record.read(cfg_path).to_json()
+        net = build(**saved["net"])
         ckpt.load_weights(net, weights)
-        return net.eval(), {**record, "path": str(folder)}
-    net, record = train_classifier(spec, callback)
-    record["sha256"] = ckpt.save_tensors(weights, net.state_dict())
-    ClassifierCache(**record).write(cfg_path)
-    return net, {**record, "path": str(folder)}
+        return net.eval(), {**saved, "path": str(folder)}
+    net, made = train()
+    made["sha256"] = ckpt.save_tensors(weights, net.state_dict())
+    record(**made).write(cfg_path)
+    return net, {**made, "path": str(folder)}
 
 
 # ------------------------------------------------------------------------- Fréchet distance

@@ -1,6 +1,7 @@
 """The small bookkeeping files beside rectflow's tensors, as typed records: a resume
 snapshot's ``meta.json`` and ``optimizer.json``, a coupling shard's sidecar
-``pairs-NNNNN.json`` and the feature classifier cache's ``config.json``.
+``pairs-NNNNN.json``, and the ``config.json`` of the feature classifier cache and of the
+feature network cached for the user's own images.
 
 Files written before these carried a format are read as version 1 (``UNVERSIONED_OK``); a
 malformed one (a hand edit, a string where a number belongs) is one line naming the file and
@@ -9,6 +10,7 @@ the field, like every other record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import Record
 from .manifest import SHARD_RE
@@ -88,6 +90,7 @@ class ClassifierCache(Record):
     VERSION = 1
     FILENAME = "config.json"
     UNVERSIONED_OK = True
+    NET_MAX: ClassVar[dict] = CLASSIFIER_MAX
 
     dataset: str
     net: dict[str, int]
@@ -100,10 +103,25 @@ class ClassifierCache(Record):
     sha256: str = ""
 
     def check(self) -> None:
-        unknown = sorted(set(self.net) - set(CLASSIFIER_MAX))
+        unknown = sorted(set(self.net) - set(self.NET_MAX))
         if unknown or "channels" not in self.net:
             raise ValueError(f"field 'net' must give channels (and width, feat, classes), "
                              f"got {sorted(self.net)}")
         for k, v in self.net.items():
-            if not 1 <= v <= CLASSIFIER_MAX[k]:
-                raise ValueError(f"field 'net' {k}={v} is not in 1..{CLASSIFIER_MAX[k]}")
+            if not 1 <= v <= self.NET_MAX[k]:
+                raise ValueError(f"field 'net' {k}={v} is not in 1..{self.NET_MAX[k]}")
+
+
+@dataclass
+class FeatureNetCache(ClassifierCache):
+    """The feature network trained on the user's own images (:mod:`rectflow.analysis.
+    own_features`), cached per content of their training split (``data_sha256``); its
+    ``test_accuracy`` is that of its self-supervised task on the held-out split, and
+    ``label_accuracy`` that of its class head when the data has classes."""
+    FORMAT = "rectflow/feature-net"
+    UNVERSIONED_OK = False
+    NET_MAX: ClassVar[dict] = {**CLASSIFIER_MAX, "labels": 1000, "side": 1024}
+
+    objective: str = ""
+    data_sha256: str = ""
+    label_accuracy: float | None = None
