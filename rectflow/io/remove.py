@@ -7,7 +7,7 @@ Ownership is decided by what rectflow made or recorded, never by a name:
   lock file) is registered with its device and inode the moment it exists (:func:`register`).
   It is rectflow's while the entry under that name is still that one (``lstat``).
 * **a marked folder and its record**: a real folder (not a link) holding a regular-file marker
-  ``.rectflow`` (JSON with a ``kind`` and a random ``token``, :func:`read_marker`) is
+  ``.rectflow`` (a :class:`Marker`: a ``kind`` and a random ``token``, :func:`read_marker`) is
   rectflow's, and so is every file its record ``.rectflow-files`` lists: each file rectflow
   writes below the nearest marked folder (up to :data:`DEPTH` levels) appends its relative path
   there (:func:`record_written`). A marked folder is removed only when it holds nothing else
@@ -28,14 +28,15 @@ removed nor followed, and nothing is removed through a linked parent folder.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputError
+from .record import JsonLine
 
 MARKER = ".rectflow"
 JOURNAL = ".rectflow-files"
@@ -43,6 +44,19 @@ SNAPSHOT = "snapshot"
 DEPTH = 4          # levels above a written file where its marked folder is looked for
 _MADE: dict[str, tuple[int, int]] = {}   # absolute path -> (st_dev, st_ino) made by this process
 _TOKEN = re.compile(r"[0-9a-f]{16,64}")
+
+
+@dataclass(frozen=True)
+class Marker(JsonLine):
+    """A folder's ownership marker ``.rectflow``, one JSON line (written by
+    :func:`rectflow.io.folders.write_marker`)."""
+    FILENAME = MARKER
+
+    kind: str                      # model, pairs, run, snapshot, ...
+    rectflow: str | None = None    # the version that marked it
+    created: str | None = None     # when (ISO 8601, UTC)
+    token: str | None = None       # random; absent in folders marked before tokens existed
+    run: str | None = None         # a snapshot: the token of the run folder it belongs to
 
 
 # ------------------------------------------------------------------------------- records
@@ -61,9 +75,9 @@ def _registered(path: str | Path, st: os.stat_result) -> bool:
     return _MADE.get(os.path.abspath(path)) == (st.st_dev, st.st_ino)
 
 
-def read_marker(folder: str | Path) -> dict | None:
-    """The marker of ``folder`` as a dict, or None when there is no valid one (a symlinked,
-    oversized or malformed marker does not count)."""
+def read_marker(folder: str | Path) -> Marker | None:
+    """The marker of ``folder``, or None when there is no valid one (a symlinked, oversized
+    or malformed marker does not count)."""
     path = Path(folder) / MARKER
     try:
         st = os.lstat(path)
@@ -71,20 +85,18 @@ def read_marker(folder: str | Path) -> dict | None:
             return None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(4096).decode("utf-8"))
-    except (OSError, ValueError):
+            text = f.read(4096)
+    except OSError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
-        return None
-    return data
+    return Marker.maybe(text, str(path))
 
 
 def token_of(folder: str | Path) -> str | None:
     """The random token of ``folder``'s marker (None: no marker, or one written before tokens
     existed)."""
     marker = read_marker(folder)
-    token = marker.get("token") if marker else None
-    return token if isinstance(token, str) and _TOKEN.fullmatch(token) else None
+    token = marker.token if marker else None
+    return token if token is not None and _TOKEN.fullmatch(token) else None
 
 
 def _real_dir(path: Path) -> bool:
@@ -197,15 +209,15 @@ def stale_temps(folder: str | Path) -> list[Path]:
     return [p for p in folder.iterdir() if own_temp(p) and not p.is_symlink() and p.is_file()]
 
 
-def _marked(path: Path) -> dict | None:
+def _marked(path: Path) -> Marker | None:
     """The marker of a real folder rectflow marked; a snapshot counts only inside the run
     folder whose token it carries."""
     marker = read_marker(path)
-    if marker is None or marker["kind"] != SNAPSHOT:
+    if marker is None or marker.kind != SNAPSHOT:
         return marker
     run = path.parent.parent
     token = token_of(run) if _real_dir(path.parent) and _real_dir(run) else None
-    return marker if token is not None and marker.get("run") == token else None
+    return marker if token is not None and marker.run == token else None
 
 
 def is_made(path: str | Path) -> bool:
@@ -258,7 +270,7 @@ def remove_made(path: str | Path, *, strict: bool = True) -> bool:
             path.rmdir()          # fails if anything else appeared meanwhile
         except OSError:
             return _refuse(path, strict, "something appeared in it")
-    elif isinstance(how, dict):
+    elif isinstance(how, Marker):
         return _remove_marked(path, strict)
     else:
         shutil.rmtree(path)

@@ -1,6 +1,7 @@
 """The small bookkeeping files beside rectflow's tensors, as typed records: a resume
 snapshot's ``meta.json`` and ``optimizer.json``, a coupling shard's sidecar
-``pairs-NNNNN.json`` and the feature classifier cache's ``config.json``.
+``pairs-NNNNN.json``, the feature classifier cache's ``config.json`` and a line of a model
+folder's training log ``metrics.jsonl`` (:class:`MetricsLine`, one JSON object a line).
 
 Files written before these carried a format are read as version 1 (``UNVERSIONED_OK``); a
 malformed one (a hand edit, a string where a number belongs) is one line naming the file and
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import Record
+from ..io.record import JsonLine
 from .manifest import SHARD_RE
 
 CLASSIFIER_MAX = {"channels": 4, "width": 1024, "feat": 4096, "classes": 1000}
@@ -107,3 +109,14 @@ class ClassifierCache(Record):
         for k, v in self.net.items():
             if not 1 <= v <= CLASSIFIER_MAX[k]:
                 raise ValueError(f"field 'net' {k}={v} is not in 1..{CLASSIFIER_MAX[k]}")
+
+
+@dataclass(frozen=True)
+class MetricsLine(JsonLine):
+    """One line of ``metrics.jsonl``: the mean loss of the steps up to ``step``."""
+    FILENAME = "metrics.jsonl"
+
+    step: int
+    loss: float
+    lr: float
+    samples_per_s: float
