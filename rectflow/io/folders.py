@@ -34,8 +34,8 @@ from ..errors import OutputError
 from .lineage import named_inputs
 from .lock import check_lock_file, holds_lock
 from .record import JsonLine
-from .remove import (JOURNAL, Marker, foreign_entries, read_marker, register, remove_made,
-                     remove_marked_folder)
+from .remove import (JOURNAL, Marker, file_list_problem, foreign_entries, marker_or_why,
+                     read_marker, register, remove_made, remove_marked_folder)
 
 MARKER = ".rectflow"
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -185,8 +185,11 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
     if not (overwrite or resume):
         raise OutputError(f"out {out} already exists and is not empty; pass overwrite to "
                           "replace it or resume to continue it")
-    marker = read_marker(out) or _legacy_marker(out)
-    doing = "replace" if overwrite else "resume"
+    found, doing = marker_or_why(out), "replace" if overwrite else "resume"
+    if isinstance(found, str):      # a marker that is not one: never taken for a 0.1 folder
+        _refuse_links(out, doing)
+        _refuse_unreadable(found, out, doing)
+    marker = found or _legacy_marker(out)
     if marker is None:
         raise OutputError(f"out {out} was not made by rectflow (no {MARKER} marker); refusing "
                           f"to {doing} it: move it away or choose another folder")
@@ -194,10 +197,18 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
         raise OutputError(f"out {out} holds a rectflow {marker.kind!r} folder, not "
                           f"{kind!r}; refusing to {doing} it")
     _refuse_links(out, doing)
+    _refuse_unreadable(file_list_problem(out), out, doing)
     foreign = foreign_entries(out) if overwrite else []
     if foreign:
         raise OutputError(f"out {out} holds {', '.join(sorted(foreign)[:3])}, which rectflow did "
                           "not write; move it away before replacing the run")
+
+
+def _refuse_unreadable(why: str | None, out: Path, doing: str) -> None:
+    """A marker or ``.rectflow-files`` rectflow cannot read: it cannot tell what is its own."""
+    if why:
+        raise OutputError(f"{why}; rectflow cannot tell its files in {out} from others', so it "
+                          f"refuses to {doing} it: move the folder away or choose another")
 
 
 _LEGACY = (("config.json", "rectflow/checkpoint", "model"), ("plan.json", "rectflow/pairs",
@@ -208,10 +219,7 @@ _ABSENT = object()
 
 @dataclass(frozen=True)
 class _Legacy(JsonLine):
-    """What tells a record of rectflow 0.1 from anyone's JSON: its ``format`` or, for a
-    ``resolved.json``, a ``preset`` (of any value)."""
-    FILENAME = "record"
-
+    """What tells a rectflow 0.1 record: a ``format``, or (resolved.json) any ``preset``."""
     format: str | None = None
     preset: Any = _ABSENT
 

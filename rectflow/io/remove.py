@@ -35,7 +35,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import CheckpointError, OutputError
 from .record import JsonLine
 
 MARKER = ".rectflow"
@@ -58,6 +58,40 @@ class Marker(JsonLine):
     token: str | None = None       # random; absent in folders marked before tokens existed
     run: str | None = None         # a snapshot: the token of the run folder it belongs to
 
+    def check(self) -> None:
+        for name in ("token", "run"):
+            value = getattr(self, name)
+            if value is not None and not _TOKEN.fullmatch(value):
+                raise ValueError(f"field {name!r} must be 16 to 64 hex digits, got {value!r}")
+
+
+class FileList:
+    """The record ``.rectflow-files`` of a folder (:data:`JOURNAL`): the files rectflow wrote
+    below it, one path relative to it a line, UTF-8. Not JSON: each write appends one line
+    (``O_APPEND``, so several processes may record at once), nothing rewrites it."""
+    FILENAME = JOURNAL
+
+    @staticmethod
+    def line(rel: str) -> bytes:
+        return (rel + "\n").encode("utf-8")
+
+    @staticmethod
+    def parse(data: bytes, where: str) -> tuple[set[str], str | None]:
+        """The paths ``data`` lists, and why it is malformed (its first line that is not a
+        plain relative path, naming ``where``), or None."""
+        names, why = set(), None
+        for i, raw in enumerate(data.removesuffix(b"\n").split(b"\n") if data else (), 1):
+            try:
+                rel = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                rel = ""
+            if rel and "\0" not in rel and not os.path.isabs(rel) \
+                    and os.path.normpath(rel) == rel and rel.split(os.sep)[0] != "..":
+                names.add(rel)
+            elif why is None:
+                why = f"{where} is malformed: line {i} is not a path relative to its folder"
+        return names, why
+
 
 # ------------------------------------------------------------------------------- records
 def register(path: str | Path) -> None:
@@ -78,17 +112,35 @@ def _registered(path: str | Path, st: os.stat_result) -> bool:
 def read_marker(folder: str | Path) -> Marker | None:
     """The marker of ``folder``, or None when there is no valid one (a symlinked, oversized
     or malformed marker does not count)."""
+    marker = marker_or_why(folder)
+    return marker if isinstance(marker, Marker) else None
+
+
+def marker_or_why(folder: str | Path) -> Marker | str | None:
+    """The marker of ``folder``; None when there is none; else one line saying why what is
+    there is not one."""
     path = Path(folder) / MARKER
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
-            return None
+            return f"{path} is {_what(st)}, not a marker rectflow writes"
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
             text = f.read(4096)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return Marker.maybe(text, str(path))
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror}"
+    try:
+        return Marker.from_text(text, str(path))
+    except CheckpointError as e:
+        return str(e)
+
+
+def _what(st: os.stat_result) -> str:
+    return ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a folder"
+            if stat.S_ISDIR(st.st_mode) else "over 4 KiB" if stat.S_ISREG(st.st_mode)
+            else "not a regular file")
 
 
 def token_of(folder: str | Path) -> str | None:
@@ -133,11 +185,11 @@ def record_written(path: str | Path) -> None:
     root = marked_root(path)
     if root is None:   # a loose file (samples beside a model, a report): its own folder's record
         if path.name != JOURNAL and _real_dir(path.parent):
-            _append(path.parent / JOURNAL, (path.name + "\n").encode("utf-8"))
+            _append(path.parent / JOURNAL, FileList.line(path.name))
         return
     if path.parent == root and path.name in (MARKER, JOURNAL):
         return
-    _append(root / JOURNAL, (os.path.relpath(path, root) + "\n").encode("utf-8"))
+    _append(root / JOURNAL, FileList.line(os.path.relpath(path, root)))
 
 
 def written(path: str | Path) -> bool:
@@ -156,16 +208,30 @@ def written(path: str | Path) -> bool:
 
 
 def recorded(folder: str | Path) -> set[str]:
-    """The relative paths the record of the marked ``folder`` lists."""
+    """The relative paths the record of the marked ``folder`` lists (its malformed lines
+    vouch for nothing)."""
+    return _file_list(folder)[0]
+
+
+def file_list_problem(folder: str | Path) -> str | None:
+    """Why the record ``.rectflow-files`` of ``folder`` is not one rectflow wrote (a link, a
+    folder, unreadable, a line that is not a relative path); None when it is, or is absent."""
+    return _file_list(folder)[1]
+
+
+def _file_list(folder: str | Path) -> tuple[set[str], str | None]:
     path = Path(folder) / JOURNAL
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return set()
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return set(), f"{path} is {_what(st)}, not the record of files rectflow writes"
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            return set(f.read().decode("utf-8", "replace").splitlines())
-    except OSError:
-        return set()
+            return FileList.parse(f.read(), str(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return set(), None
+    except OSError as e:
+        return set(), f"cannot read {path}: {e.strerror}"
 
 
 def foreign_entries(folder: str | Path) -> list[str]:

@@ -167,9 +167,9 @@ class TrainLog:
         """Keep log lines of steps <= upto, so a resumed run's log has no step twice."""
         if not self.path.is_file():
             return
-        keep = [ln for ln in self.path.read_text().splitlines()
+        keep = [ln for ln in self.path.read_bytes().split(b"\n")
                 if (s := _step_of(ln)) is not None and s <= upto]
-        ckpt.atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+        ckpt.atomic_write_bytes(self.path, b"\n".join(keep) + b"\n" if keep else b"")
 
     def add(self, loss: torch.Tensor) -> None:
         self.pending.append(loss)
@@ -194,9 +194,9 @@ class TrainLog:
         self.summary.update(final_loss=rec.loss, samples_per_s=rate)
 
 
-def _step_of(line: str) -> int | None:
+def _step_of(line: bytes) -> int | None:
     rec = MetricsLine.maybe(line)
-    return None if rec is None else rec.step   # None: a line torn by a kill mid-append
+    return None if rec is None else rec.step   # None: a line torn by a kill (or garbled)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
