@@ -187,7 +187,6 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
                           "replace it or resume to continue it")
     found, doing = marker_or_why(out), "replace" if overwrite else "resume"
     if isinstance(found, str):      # a marker that is not one: never taken for a 0.1 folder
-        _refuse_links(out, doing)
         _refuse_unreadable(found, out, doing)
     marker = found or _legacy_marker(out)
     if marker is None:

@@ -117,11 +117,13 @@ def read_marker(folder: str | Path) -> Marker | None:
 
 
 def marker_or_why(folder: str | Path) -> Marker | str | None:
-    """The marker of ``folder``; None when there is none; else one line saying why what is
-    there is not one."""
+    """The marker of ``folder``; None when there is none (a symbolic link is none: rectflow
+    makes no links); else one line saying why what is there is not one."""
     path = Path(folder) / MARKER
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return None
         if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
             return f"{path} is {_what(st)}, not a marker rectflow writes"
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
