@@ -149,8 +149,7 @@ def token_of(folder: str | Path) -> str | None:
     """The random token of ``folder``'s marker (None: no marker, or one written before tokens
     existed)."""
     marker = read_marker(folder)
-    token = marker.token if marker else None
-    return token if token is not None and _TOKEN.fullmatch(token) else None
+    return marker.token if marker else None     # checked when read (Marker.check)
 
 
 def _real_dir(path: Path) -> bool:

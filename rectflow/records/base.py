@@ -6,7 +6,8 @@ JSON files. It refuses a file of another format, and a version newer than this r
 ``from_json``. Every field's value is then checked against the field's annotation
 (:func:`check_types`: ``int``, ``float``, ``str``, ``bool``, ``dict``, ``list[X]``, ``X | None``
 and nested dataclasses), so a hand-edited file fails with one line naming the file and the
-field, never later with a traceback. Records of files rectflow wrote before they carried a
+field, never later with a traceback. Those checks live in :mod:`rectflow.io.record` (re-exported
+here), below :mod:`rectflow.io`, whose own one-line records (marker, lock holder) use them too. Records of files rectflow wrote before they carried a
 format (``UNVERSIONED_OK``) read such a file as version 1.
 """
 from __future__ import annotations
