@@ -219,6 +219,7 @@ _ABSENT = object()
 @dataclass(frozen=True)
 class _Legacy(JsonLine):
     """What tells a rectflow 0.1 record: a ``format``, or (resolved.json) any ``preset``."""
+    LENIENT = True
     format: str | None = None
     preset: Any = _ABSENT
 

@@ -8,7 +8,8 @@ could replace or pollute something an input depends on, so ``check_output`` refu
 
 Only the fields that name something are read here (:class:`Named`, the part of a card or a
 manifest this floor below :mod:`rectflow.records` needs), from regular files only, never
-through a link, bounded in size; a missing, unreadable or malformed record names nothing.
+through a link, bounded in size; a missing or unreadable record names nothing, nor does a
+field of another type.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ _MAX_NAMED = 256
 class Named(JsonLine):
     """What a model folder's ``config.json`` or a pairs folder's ``manifest.json`` names (the
     rest of the record is :class:`rectflow.records.RunCard` / ``PairsManifest``)."""
-    FILENAME = "record"
+    LENIENT = True   # a field of another type names nothing; lineage guards inputs: read all
 
     teacher: dict | None = None    # manifest: {"path" (relative to the folder), ...}
     parent: dict | None = None     # card: {"pairs", "init", "teacher"} (relative paths)

@@ -103,7 +103,7 @@ def check_types(record) -> None:
 
 class Fields:
     """A dataclass read from parsed JSON, every field checked (see the module)."""
-    FILENAME: ClassVar[str]
+    FILENAME: ClassVar[str] = "record"   # what an error names when no file is given
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,7 +153,8 @@ def json_object(text: str | bytes, where: str) -> dict:
 class JsonLine(Fields):
     """A record written as one JSON object on one line, without format or version; a field
     that is None is left out (and reads back as None, its default)."""
-    EXACT: ClassVar[bool] = False   # a key the record does not know makes it malformed
+    EXACT: ClassVar[bool] = False     # a key the record does not know makes it malformed
+    LENIENT: ClassVar[bool] = False   # a value that does not fit its field is left out
 
     def to_json(self) -> dict:
         return {k: v for k, v in super().to_json().items() if v is not None}
@@ -169,6 +170,9 @@ class JsonLine(Fields):
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if cls.EXACT and unknown:
             raise ValueError(f"field {unknown[0]!r} is not one of this record's")
+        if cls.LENIENT:
+            hints = typing.get_type_hints(cls)
+            d = {k: v for k, v in d.items() if k in hints and type_problem(v, hints[k]) is None}
         return super().from_json(d, version)
 
     @classmethod

@@ -119,3 +119,13 @@ def test_the_file_list_names_its_first_bad_line():
         names, why = FileList.parse(b"ok\n" + bad + b"\n", "F")
         assert names == {"ok"} and why == "F is malformed: line 2 is not a path relative to " \
                                            "its folder", bad
+
+
+def test_lineage_reads_every_field_that_fits_and_skips_the_others():
+    """What an input names guards it from being overwritten: a field of another type names
+    nothing, but does not hide what the other fields name."""
+    from rectflow.io.lineage import Named
+    rec = Named.from_text(b'{"teacher": "x", "parent": {"pairs": "../p", "init": 3}, "data": 5,'
+                          b' "source": {"data": {"path": "/d"}}}')
+    assert rec.links() == [("pairs", "../p")]
+    assert rec.data_specs() == [(None, "its data"), ({"path": "/d"}, "its data source")]
