@@ -19,12 +19,9 @@ import json
 import math
 import types
 import typing
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
 from ..errors import CheckpointError
-
-F = TypeVar("F", bound="Fields")
-L = TypeVar("L", bound="JsonLine")
 
 _WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
           dict: "an object", list: "a list"}
@@ -109,7 +106,7 @@ class Fields:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls: type[F], d: dict, version: int) -> F:
+    def from_json(cls, d: dict, version: int) -> Self:
         fields = dataclasses.fields(cls)
         names = {f.name for f in fields}
         missing = [f.name for f in fields if f.name not in d and f.init
@@ -120,7 +117,7 @@ class Fields:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def parse(cls: type[F], body: dict, version: int | None = None, where: str = "") -> F:
+    def parse(cls, body: dict, version: int | None = None, where: str = "") -> Self:
         """A record from the parsed JSON ``body``, its field types and values checked; any
         problem is one CheckpointError naming ``where`` (the file) and the field."""
         where = where or cls.FILENAME
@@ -166,7 +163,7 @@ class JsonLine(Fields):
         return (self.text() + "\n").encode("utf-8")
 
     @classmethod
-    def from_json(cls: type[L], d: dict, version: int) -> L:
+    def from_json(cls, d: dict, version: int) -> Self:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if cls.EXACT and unknown:
             raise ValueError(f"field {unknown[0]!r} is not one of this record's")
@@ -176,14 +173,14 @@ class JsonLine(Fields):
         return super().from_json(d, version)
 
     @classmethod
-    def from_text(cls: type[L], text: str | bytes, where: str = "") -> L:
+    def from_text(cls, text: str | bytes, where: str = "") -> Self:
         """The record one line (or a whole small file) holds; CheckpointError naming
         ``where`` and the field when it is not one."""
         where = where or cls.FILENAME
         return cls.parse(json_object(text, where), where=where)
 
     @classmethod
-    def maybe(cls: type[L], text: str | bytes, where: str = "") -> L | None:
+    def maybe(cls, text: str | bytes, where: str = "") -> Self | None:
         """:meth:`from_text`, or None for anything that is not such a record (a torn line, a
         file someone else wrote)."""
         try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import Record
 from ..io.record import JsonLine
+from .base import Record
 from .manifest import SHARD_RE
 
 CLASSIFIER_MAX = {"channels": 4, "width": 1024, "feat": 4096, "classes": 1000}
