@@ -261,6 +261,7 @@ _SCRIPT_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
 def script_json(data) -> str:
     """``data`` as JSON safe to embed in an HTML ``<script>`` element whatever its strings
     hold (model names, paths): ``<``, ``>``, ``&`` and U+2028/9 become ``\\uXXXX``."""
+    # script text inside an HTML page, not a file rectflow reads back: no record
     return json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
 
 

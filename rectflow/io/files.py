@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import CheckpointError
+from .record import json_object
 
 TEMP_SUFFIX = ".tmp"
 _PROCESS_TAG = secrets.token_hex(4)   # temporary names outside a marked folder
@@ -97,14 +98,12 @@ def read_json(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
     try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} should hold a JSON object")
-    return obj
+    return json_object(text, str(path))
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],

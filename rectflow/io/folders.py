@@ -1,8 +1,9 @@
 """Output folders that no command can lose: ownership markers, checks before writing, and
 staged replacement.
 
-Every folder rectflow creates holds a marker file ``.rectflow`` (JSON: ``kind``, ``created``,
-``rectflow`` version and a random ``token``). Only a real folder with a marker of the right kind
+Every folder rectflow creates holds a marker file ``.rectflow`` (a
+:class:`~rectflow.io.remove.Marker`: ``kind``, ``created``, ``rectflow`` version and a random
+``token``). Only a real folder with a marker of the right kind
 is ever replaced or resumed, and only when it holds no symbolic link (rectflow makes none). What
 rectflow may delete, and how it knows, is :mod:`rectflow.io.remove`.
 
@@ -19,20 +20,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import json
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from .files import atomic_write_bytes
 from ..errors import OutputError
 from .lineage import named_inputs
 from .lock import check_lock_file, holds_lock
-from .remove import (JOURNAL, foreign_entries, read_marker, register, remove_made,
-                     remove_marked_folder)
+from .record import JsonLine
+from .remove import (JOURNAL, Marker, file_list_problem, foreign_entries, marker_or_why,
+                     read_marker, register, remove_made, remove_marked_folder)
 
 MARKER = ".rectflow"
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -48,11 +51,12 @@ def _check_kind(kind: str) -> str:
 
 def write_marker(folder: str | Path, kind: str, **extra) -> None:
     """Mark ``folder`` (which must exist) as a rectflow folder of ``kind`` with a fresh random
-    token (``extra`` keys are recorded too), written atomically and never through a link."""
-    data = {"kind": _check_kind(kind), "rectflow": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "token": secrets.token_hex(16), **extra}
-    atomic_write_bytes(Path(folder) / MARKER, (json.dumps(data) + "\n").encode("utf-8"))
+    token (``extra``: the other fields of :class:`~rectflow.io.remove.Marker`, e.g. ``run``),
+    written atomically and never through a link."""
+    marker = Marker(kind=_check_kind(kind), rectflow=__version__,
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    token=secrets.token_hex(16), **extra)
+    atomic_write_bytes(Path(folder) / MARKER, marker.line())
 
 
 def make_folder(folder: str | Path, kind: str, **extra) -> Path:
@@ -71,7 +75,7 @@ def is_owned(path: str | Path, kind: str | None = None) -> bool:
     if path.is_symlink() or not path.is_dir():
         return False
     marker = read_marker(path)
-    return marker is not None and (kind is None or marker["kind"] == kind)
+    return marker is not None and (kind is None or marker.kind == kind)
 
 
 def is_empty(folder: str | Path) -> bool:
@@ -181,38 +185,57 @@ def _check_contents(out: Path, kind: str, overwrite: bool, resume: bool) -> None
     if not (overwrite or resume):
         raise OutputError(f"out {out} already exists and is not empty; pass overwrite to "
                           "replace it or resume to continue it")
-    marker = read_marker(out) or _legacy_marker(out)
-    doing = "replace" if overwrite else "resume"
+    found, doing = marker_or_why(out), "replace" if overwrite else "resume"
+    if isinstance(found, str):      # a marker that is not one: never taken for a 0.1 folder
+        _refuse_unreadable(found, out, doing)
+    marker = found or _legacy_marker(out)
     if marker is None:
         raise OutputError(f"out {out} was not made by rectflow (no {MARKER} marker); refusing "
                           f"to {doing} it: move it away or choose another folder")
-    if marker["kind"] != kind:
-        raise OutputError(f"out {out} holds a rectflow {marker['kind']!r} folder, not "
+    if marker.kind != kind:
+        raise OutputError(f"out {out} holds a rectflow {marker.kind!r} folder, not "
                           f"{kind!r}; refusing to {doing} it")
     _refuse_links(out, doing)
+    _refuse_unreadable(file_list_problem(out), out, doing)
     foreign = foreign_entries(out) if overwrite else []
     if foreign:
         raise OutputError(f"out {out} holds {', '.join(sorted(foreign)[:3])}, which rectflow did "
                           "not write; move it away before replacing the run")
 
 
+def _refuse_unreadable(why: str | None, out: Path, doing: str) -> None:
+    """A marker or ``.rectflow-files`` rectflow cannot read: it cannot tell what is its own."""
+    if why:
+        raise OutputError(f"{why}; rectflow cannot tell its files in {out} from others', so it "
+                          f"refuses to {doing} it: move the folder away or choose another")
+
+
 _LEGACY = (("config.json", "rectflow/checkpoint", "model"), ("plan.json", "rectflow/pairs",
                                                                "pairs"),
            ("resolved.json", None, "run"), ("compare.json", "rectflow/compare", "compare"))
+_ABSENT = object()
 
 
-def _legacy_marker(out: Path) -> dict | None:
+@dataclass(frozen=True)
+class _Legacy(JsonLine):
+    """What tells a rectflow 0.1 record: a ``format``, or (resolved.json) any ``preset``."""
+    LENIENT = True
+    format: str | None = None
+    preset: Any = _ABSENT
+
+
+def _legacy_marker(out: Path) -> Marker | None:
     """A folder written by rectflow 0.1 (before markers) is recognised by its own record."""
     for name, fmt, kind in _LEGACY:
         f = out / name
         if f.is_file() and not f.is_symlink() and f.stat().st_size < 1 << 20:
             try:
-                data = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                rec = _Legacy.maybe(f.read_bytes(), str(f))
+            except OSError:
                 continue
-            if isinstance(data, dict) and (fmt is None and "preset" in data
-                                           or str(data.get("format", "")).startswith(fmt or "-")):
-                return {"kind": kind}
+            if rec is not None and (fmt is None and rec.preset is not _ABSENT
+                                    or (rec.format or "").startswith(fmt or "-")):
+                return Marker(kind=kind)
     return None
 
 

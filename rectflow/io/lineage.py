@@ -6,15 +6,19 @@ the folder); both name the data they were made from and the data source (``data`
 specs: ``path`` or ``root``). Writing an output that is, contains or lies inside any of them
 could replace or pollute something an input depends on, so ``check_output`` refuses it.
 
-The records are read here as plain JSON (regular files only, never through a link, bounded in
-size); a missing or unreadable record names nothing.
+Only the fields that name something are read here (:class:`Named`, the part of a card or a
+manifest this floor below :mod:`rectflow.records` needs), from regular files only, never
+through a link, bounded in size; a missing or unreadable record names nothing, nor does a
+field of another type.
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+
+from .record import JsonLine
 
 _RECORDS = ("manifest.json", "config.json")
 _PARENTS = ("pairs", "init", "teacher")
@@ -22,18 +26,40 @@ _MAX_RECORD = 1 << 22
 _MAX_NAMED = 256
 
 
-def _record(folder: Path, name: str) -> dict:
+@dataclass(frozen=True)
+class Named(JsonLine):
+    """What a model folder's ``config.json`` or a pairs folder's ``manifest.json`` names (the
+    rest of the record is :class:`rectflow.records.RunCard` / ``PairsManifest``)."""
+    LENIENT = True   # a field of another type names nothing; lineage guards inputs: read all
+
+    teacher: dict | None = None    # manifest: {"path" (relative to the folder), ...}
+    parent: dict | None = None     # card: {"pairs", "init", "teacher"} (relative paths)
+    data: dict | None = None       # a data spec: "path" or "root"
+    source: dict | None = None     # {"data": the source's data spec}
+
+    def links(self) -> list[tuple[str, str]]:
+        """(role, path relative to the folder) of the folders this record names."""
+        found = [("teacher", self.teacher.get("path"))] if self.teacher else []
+        found += [(k, self.parent.get(k)) for k in _PARENTS] if self.parent else []
+        return [(role, rel) for role, rel in found if isinstance(rel, str) and rel]
+
+    def data_specs(self) -> list[tuple[dict | None, str]]:
+        return [(self.data, "its data"),
+                ((self.source or {}).get("data"), "its data source")]
+
+
+def _record(folder: Path, name: str) -> Named:
     path = folder / name
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_RECORD:
-            return {}
+            return Named()
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(_MAX_RECORD).decode("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+            text = f.read(_MAX_RECORD)
+    except OSError:
+        return Named()
+    return Named.maybe(text, str(path)) or Named()
 
 
 def _data_paths(spec) -> list[str]:
@@ -47,17 +73,9 @@ def _named(folder: Path) -> list[tuple[Path, str, bool]]:
     found = []
     for name in _RECORDS:
         rec = _record(folder, name)
-        teacher, parent = rec.get("teacher"), rec.get("parent")
-        links = [("teacher", teacher.get("path"))] if isinstance(teacher, dict) else []
-        if isinstance(parent, dict):
-            links += [(k, parent.get(k)) for k in _PARENTS]
-        for role, rel in links:
-            if isinstance(rel, str) and rel:
-                found.append((Path(os.path.normpath(folder / rel)), f"its {role}", False))
-        source = rec.get("source")
-        for spec, role in ((rec.get("data"), "its data"),
-                           (source.get("data") if isinstance(source, dict) else None,
-                            "its data source")):
+        found += [(Path(os.path.normpath(folder / rel)), f"its {role}", False)
+                  for role, rel in rec.links()]
+        for spec, role in rec.data_specs():
             found += [(Path(p), role, True) for p in _data_paths(spec)]
     return found
 

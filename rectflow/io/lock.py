@@ -2,7 +2,8 @@
 
 :class:`FolderLock` takes an exclusive ``flock`` on ``<parent>/.<name>.rectflow-lock``, beside
 the output rather than in it, so it guards the name ``out`` across a staged swap of the folder.
-The holder writes its pid, host, command line and start time into the file; a second process
+The holder writes its pid, host, command line and start time into the file (a :class:`Holder`
+line); a second process
 fails at once with :class:`~rectflow.errors.OutputLocked` naming them. The kernel drops a flock
 when its holder dies (even by SIGKILL), so a dead holder's lock is simply taken over. The file
 is removed on a clean release; a taker checks that the file it locked is still the one under
@@ -20,16 +21,17 @@ from __future__ import annotations
 import contextlib
 
 import fcntl
-import json
 import os
 import stat
 import shlex
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from ..errors import OutputError, OutputLocked
+from .record import JsonLine
 from .remove import register, remove_made
 
 _HELD: dict[str, list] = {}   # lock file -> [fd, depth] for the locks this process holds
@@ -46,35 +48,41 @@ def holds_lock(out: str | Path) -> bool:
     return str(lock_path(out)) in _HELD
 
 
-def _holder() -> dict:
+@dataclass(frozen=True)
+class Holder(JsonLine):
+    """Who holds a lock: the one JSON line of its lock file, with exactly these keys."""
+    FILENAME = "lock file"
+    EXACT = True
+
+    pid: int
+    host: str
+    since: str      # ISO 8601, local time with its offset
+    command: str    # the command line, at most 300 characters
+
+
+def _holder() -> Holder:
     argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
             *sys.argv[1:]]
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": shlex.join(argv)[:300]}
+    return Holder(pid=os.getpid(), host=socket.gethostname(),
+                  since=datetime.now().astimezone().isoformat(timespec="seconds"),
+                  command=shlex.join(argv)[:300])
 
 
-_FIELDS = ("pid", "host", "since", "command")
-
-
-def _record(fd: int) -> dict | None:
-    """The holder record in the lock file ``fd``: a dict, {} for an empty file (a holder that
-    has not written yet), None for anything rectflow did not write."""
+def _record(fd: int) -> Holder | bool | None:
+    """The holder in the lock file ``fd``: a :class:`Holder`, False for an empty file (a
+    holder that has not written yet), None for anything rectflow did not write."""
     try:
         text = os.pread(fd, 4096, 0)
-        if not text:
-            return {}
-        info = json.loads(text.decode("utf-8"))
-    except (OSError, ValueError):
+    except OSError:
         return None
-    return info if isinstance(info, dict) and set(info) == set(_FIELDS) else None
+    return Holder.maybe(text) if text else False
 
 
 def _describe(fd: int) -> str:
     info = _record(fd)
     if not info:
         return "its details are not written yet"
-    return f"pid {info['pid']} on {info['host']}, since {info['since']}: {info['command']}"
+    return f"pid {info.pid} on {info.host}, since {info.since}: {info.command}"
 
 
 def _foreign(path: Path) -> str:
@@ -137,7 +145,7 @@ class FolderLock:
                 os.close(fd)
                 raise OutputError(_foreign(self.path))
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(_holder()) + "\n").encode("utf-8"), 0)
+            os.pwrite(fd, _holder().line(), 0)
             os.fsync(fd)
             register(self.path)
             _HELD[key] = [fd, 1]

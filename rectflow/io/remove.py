@@ -7,7 +7,7 @@ Ownership is decided by what rectflow made or recorded, never by a name:
   lock file) is registered with its device and inode the moment it exists (:func:`register`).
   It is rectflow's while the entry under that name is still that one (``lstat``).
 * **a marked folder and its record**: a real folder (not a link) holding a regular-file marker
-  ``.rectflow`` (JSON with a ``kind`` and a random ``token``, :func:`read_marker`) is
+  ``.rectflow`` (a :class:`Marker`: a ``kind`` and a random ``token``, :func:`read_marker`) is
   rectflow's, and so is every file its record ``.rectflow-files`` lists: each file rectflow
   writes below the nearest marked folder (up to :data:`DEPTH` levels) appends its relative path
   there (:func:`record_written`). A marked folder is removed only when it holds nothing else
@@ -28,14 +28,15 @@ removed nor followed, and nothing is removed through a linked parent folder.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import CheckpointError, OutputError
+from .record import JsonLine
 
 MARKER = ".rectflow"
 JOURNAL = ".rectflow-files"
@@ -43,6 +44,53 @@ SNAPSHOT = "snapshot"
 DEPTH = 4          # levels above a written file where its marked folder is looked for
 _MADE: dict[str, tuple[int, int]] = {}   # absolute path -> (st_dev, st_ino) made by this process
 _TOKEN = re.compile(r"[0-9a-f]{16,64}")
+
+
+@dataclass(frozen=True)
+class Marker(JsonLine):
+    """A folder's ownership marker ``.rectflow``, one JSON line (written by
+    :func:`rectflow.io.folders.write_marker`)."""
+    FILENAME = MARKER
+
+    kind: str                      # model, pairs, run, snapshot, ...
+    rectflow: str | None = None    # the version that marked it
+    created: str | None = None     # when (ISO 8601, UTC)
+    token: str | None = None       # random; absent in folders marked before tokens existed
+    run: str | None = None         # a snapshot: the token of the run folder it belongs to
+
+    def check(self) -> None:
+        for name in ("token", "run"):
+            value = getattr(self, name)
+            if value is not None and not _TOKEN.fullmatch(value):
+                raise ValueError(f"field {name!r} must be 16 to 64 hex digits, got {value!r}")
+
+
+class FileList:
+    """The record ``.rectflow-files`` of a folder (:data:`JOURNAL`): the files rectflow wrote
+    below it, one path relative to it a line, UTF-8. Not JSON: each write appends one line
+    (``O_APPEND``, so several processes may record at once), nothing rewrites it."""
+    FILENAME = JOURNAL
+
+    @staticmethod
+    def line(rel: str) -> bytes:
+        return (rel + "\n").encode("utf-8")
+
+    @staticmethod
+    def parse(data: bytes, where: str) -> tuple[set[str], str | None]:
+        """The paths ``data`` lists, and why it is malformed (its first line that is not a
+        plain relative path, naming ``where``), or None."""
+        names, why = set(), None
+        for i, raw in enumerate(data.removesuffix(b"\n").split(b"\n") if data else (), 1):
+            try:
+                rel = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                rel = ""
+            if rel and "\0" not in rel and not os.path.isabs(rel) \
+                    and os.path.normpath(rel) == rel and rel.split(os.sep)[0] != "..":
+                names.add(rel)
+            elif why is None:
+                why = f"{where} is malformed: line {i} is not a path relative to its folder"
+        return names, why
 
 
 # ------------------------------------------------------------------------------- records
@@ -61,30 +109,47 @@ def _registered(path: str | Path, st: os.stat_result) -> bool:
     return _MADE.get(os.path.abspath(path)) == (st.st_dev, st.st_ino)
 
 
-def read_marker(folder: str | Path) -> dict | None:
-    """The marker of ``folder`` as a dict, or None when there is no valid one (a symlinked,
-    oversized or malformed marker does not count)."""
+def read_marker(folder: str | Path) -> Marker | None:
+    """The marker of ``folder``, or None when there is no valid one (a symlinked, oversized
+    or malformed marker does not count)."""
+    marker = marker_or_why(folder)
+    return marker if isinstance(marker, Marker) else None
+
+
+def marker_or_why(folder: str | Path) -> Marker | str | None:
+    """The marker of ``folder``; None when there is none (a symbolic link is none: rectflow
+    makes no links); else one line saying why what is there is not one."""
     path = Path(folder) / MARKER
     try:
         st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+        if stat.S_ISLNK(st.st_mode):
             return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+            return f"{path} is {_what(st)}, not a marker rectflow writes"
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(4096).decode("utf-8"))
-    except (OSError, ValueError):
+            text = f.read(4096)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
-        return None
-    return data
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror}"
+    try:
+        return Marker.from_text(text, str(path))
+    except CheckpointError as e:
+        return str(e)
+
+
+def _what(st: os.stat_result) -> str:
+    return ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a folder"
+            if stat.S_ISDIR(st.st_mode) else "over 4 KiB" if stat.S_ISREG(st.st_mode)
+            else "not a regular file")
 
 
 def token_of(folder: str | Path) -> str | None:
     """The random token of ``folder``'s marker (None: no marker, or one written before tokens
     existed)."""
     marker = read_marker(folder)
-    token = marker.get("token") if marker else None
-    return token if isinstance(token, str) and _TOKEN.fullmatch(token) else None
+    return marker.token if marker else None     # checked when read (Marker.check)
 
 
 def _real_dir(path: Path) -> bool:
@@ -121,11 +186,11 @@ def record_written(path: str | Path) -> None:
     root = marked_root(path)
     if root is None:   # a loose file (samples beside a model, a report): its own folder's record
         if path.name != JOURNAL and _real_dir(path.parent):
-            _append(path.parent / JOURNAL, (path.name + "\n").encode("utf-8"))
+            _append(path.parent / JOURNAL, FileList.line(path.name))
         return
     if path.parent == root and path.name in (MARKER, JOURNAL):
         return
-    _append(root / JOURNAL, (os.path.relpath(path, root) + "\n").encode("utf-8"))
+    _append(root / JOURNAL, FileList.line(os.path.relpath(path, root)))
 
 
 def written(path: str | Path) -> bool:
@@ -144,16 +209,30 @@ def written(path: str | Path) -> bool:
 
 
 def recorded(folder: str | Path) -> set[str]:
-    """The relative paths the record of the marked ``folder`` lists."""
+    """The relative paths the record of the marked ``folder`` lists (its malformed lines
+    vouch for nothing)."""
+    return _file_list(folder)[0]
+
+
+def file_list_problem(folder: str | Path) -> str | None:
+    """Why the record ``.rectflow-files`` of ``folder`` is not one rectflow wrote (a link, a
+    folder, unreadable, a line that is not a relative path); None when it is, or is absent."""
+    return _file_list(folder)[1]
+
+
+def _file_list(folder: str | Path) -> tuple[set[str], str | None]:
     path = Path(folder) / JOURNAL
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return set()
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return set(), f"{path} is {_what(st)}, not the record of files rectflow writes"
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            return set(f.read().decode("utf-8", "replace").splitlines())
-    except OSError:
-        return set()
+            return FileList.parse(f.read(), str(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return set(), None
+    except OSError as e:
+        return set(), f"cannot read {path}: {e.strerror}"
 
 
 def foreign_entries(folder: str | Path) -> list[str]:
@@ -197,15 +276,15 @@ def stale_temps(folder: str | Path) -> list[Path]:
     return [p for p in folder.iterdir() if own_temp(p) and not p.is_symlink() and p.is_file()]
 
 
-def _marked(path: Path) -> dict | None:
+def _marked(path: Path) -> Marker | None:
     """The marker of a real folder rectflow marked; a snapshot counts only inside the run
     folder whose token it carries."""
     marker = read_marker(path)
-    if marker is None or marker["kind"] != SNAPSHOT:
+    if marker is None or marker.kind != SNAPSHOT:
         return marker
     run = path.parent.parent
     token = token_of(run) if _real_dir(path.parent) and _real_dir(run) else None
-    return marker if token is not None and marker.get("run") == token else None
+    return marker if token is not None and marker.run == token else None
 
 
 def is_made(path: str | Path) -> bool:
@@ -258,7 +337,7 @@ def remove_made(path: str | Path, *, strict: bool = True) -> bool:
             path.rmdir()          # fails if anything else appeared meanwhile
         except OSError:
             return _refuse(path, strict, "something appeared in it")
-    elif isinstance(how, dict):
+    elif isinstance(how, Marker):
         return _remove_marked(path, strict)
     else:
         shutil.rmtree(path)

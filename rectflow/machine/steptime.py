@@ -75,7 +75,7 @@ def trial_timer(shape: tuple[int, ...], clock=time.perf_counter) -> Timer:
     lines: dict[str, tuple[float, float]] = {}
 
     def seconds(model_cfg: dict, batch: int) -> float:
-        key = json.dumps(model_cfg, sort_keys=True)
+        key = json.dumps(model_cfg, sort_keys=True)   # a dict key, not a file: no record
         if key not in lines:
             lines[key] = _trial_line(model_cfg, shape, clock, threads.candidates())
         a, b = lines[key]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from ..options import data_kind
 
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError
 from .base import Record
+from ..io.record import JsonLine
 from ..options import renamed_options
 from ..io.files import tensor_metadata
 
@@ -33,6 +33,17 @@ def versions() -> dict:
     from .. import __version__
     return {"rectflow": __version__, "torch": torch.__version__,
             "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+@dataclass(frozen=True)
+class WeightsHeader(JsonLine):
+    """What every weights file of a model folder carries in its safetensors header (under
+    ``META_KEY``, one JSON string), so weights and card cannot drift apart unnoticed."""
+    FILENAME = "rectflow header"
+
+    model: dict
+    shape: list[int]
+    objective: dict | None = None   # absent in weights of rectflow before objectives
 
 
 @dataclass
@@ -90,8 +101,7 @@ class RunCard(Record):
     # ---------------------------------------------------------------------- weights
     def weights_metadata(self) -> dict[str, str]:
         """Stored in the header of every weights file of this folder."""
-        return {META_KEY: json.dumps({"model": self.model, "shape": self.shape,
-                                      "objective": self.objective})}
+        return {META_KEY: WeightsHeader(self.model, self.shape, self.objective).text()}
 
     def check_weights(self, path: Path) -> None:
         """Refuse weights whose header names another model than this card (files written
@@ -99,14 +109,11 @@ class RunCard(Record):
         meta = tensor_metadata(path).get(META_KEY)
         if meta is None:
             return
-        try:
-            m = json.loads(meta)
-        except json.JSONDecodeError:
-            raise CheckpointError(f"{path} has an unreadable rectflow header") from None
-        if not isinstance(m, dict):
+        m = WeightsHeader.maybe(meta)
+        if m is None:
             raise CheckpointError(f"{path} has an unreadable rectflow header")
-        theirs = m.get("model") if isinstance(m.get("model"), dict) else {}
-        if theirs != self.model or m.get("shape") != self.shape:
+        theirs = m.model
+        if theirs != self.model or m.shape != self.shape:
             keys = [k for k in sorted(set(theirs) | set(self.model))
                     if theirs.get(k) != self.model.get(k)]
             what = f" ({', '.join(keys[:3])} differ)" if keys else " (shape differs)"

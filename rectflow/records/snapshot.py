@@ -1,7 +1,8 @@
 """The small bookkeeping files beside rectflow's tensors, as typed records: a resume
 snapshot's ``meta.json`` and ``optimizer.json``, a coupling shard's sidecar
-``pairs-NNNNN.json``, and the ``config.json`` of the feature classifier cache and of the
-feature network cached for the user's own images.
+``pairs-NNNNN.json``, the ``config.json`` of the feature classifier cache and of the feature
+network cached for the user's own images, and a line of a model folder's training log
+``metrics.jsonl`` (:class:`MetricsLine`, one JSON object a line).
 
 Files written before these carried a format are read as version 1 (``UNVERSIONED_OK``); a
 malformed one (a hand edit, a string where a number belongs) is one line naming the file and
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..io.record import JsonLine
 from .base import Record
 from .manifest import SHARD_RE
 
@@ -125,3 +127,14 @@ class FeatureNetCache(ClassifierCache):
     objective: str = ""
     data_sha256: str = ""
     label_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricsLine(JsonLine):
+    """One line of ``metrics.jsonl``: the mean loss of the steps up to ``step``."""
+    FILENAME = "metrics.jsonl"
+
+    step: int
+    loss: float
+    lr: float
+    samples_per_s: float

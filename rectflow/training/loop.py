@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from ..machine.accelerator import make_accelerator
 import importlib.util
-import json
 import math
 import os
 import shutil
@@ -38,6 +37,7 @@ from ..io.files import append_bytes
 from ..objectives import Objective, build_objective
 from ..options import TrainConfig
 from ..records import RunCard
+from ..records.snapshot import MetricsLine
 from ..core.seeding import derive_seed, generator
 from ..machine import threads
 
@@ -167,9 +167,9 @@ class TrainLog:
         """Keep log lines of steps <= upto, so a resumed run's log has no step twice."""
         if not self.path.is_file():
             return
-        keep = [ln for ln in self.path.read_text().splitlines()
+        keep = [ln for ln in self.path.read_bytes().split(b"\n")
                 if (s := _step_of(ln)) is not None and s <= upto]
-        ckpt.atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+        ckpt.atomic_write_bytes(self.path, b"\n".join(keep) + b"\n" if keep else b"")
 
     def add(self, loss: torch.Tensor) -> None:
         self.pending.append(loss)
@@ -184,21 +184,19 @@ class TrainLog:
             raise TrainingDiverged(self.last + i + 1, float(losses[i]), kept(self.path.parent))
         now = time.perf_counter()
         rate = (step - self.last) * self.cfg.batch_size / max(now - self.t_last, 1e-9)
-        rec = {"step": step, "loss": float(losses.mean()), "lr": lr, "samples_per_s": rate}
+        rec = MetricsLine(step=step, loss=float(losses.mean()), lr=lr, samples_per_s=rate)
         if self.acc.is_main_process:
-            append_bytes(self.path, (json.dumps(rec) + "\n").encode())
+            append_bytes(self.path, rec.line())
         if self.cfg.log_with:
-            self.acc.log({"loss": rec["loss"], "lr": lr}, step=step)
-        self.emit({"event": "step", "steps": self.cfg.train_steps, **rec})
+            self.acc.log({"loss": rec.loss, "lr": lr}, step=step)
+        self.emit({"event": "step", "steps": self.cfg.train_steps, **rec.to_json()})
         self.pending, self.last, self.t_last = [], step, time.perf_counter()
-        self.summary.update(final_loss=rec["loss"], samples_per_s=rate)
+        self.summary.update(final_loss=rec.loss, samples_per_s=rate)
 
 
-def _step_of(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None   # a line torn by a kill in the middle of an append
+def _step_of(line: bytes) -> int | None:
+    rec = MetricsLine.maybe(line)
+    return None if rec is None else rec.step   # None: a line torn by a kill (or garbled)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:

@@ -26,8 +26,8 @@ def test_marker_marks_ownership_and_kind(tmp_path):
     with FolderLock(out):
         assert ensure_output(out, "model") == out
     marker = read_marker(out)
-    assert marker["kind"] == "model" and marker["rectflow"] == rectflow.__version__
-    assert marker["created"].endswith("+00:00")
+    assert marker.kind == "model" and marker.rectflow == rectflow.__version__
+    assert marker.created.endswith("+00:00")
     assert is_owned(out) and is_owned(out, "model") and not is_owned(out, "pairs")
     plain = tmp_path / "mine"
     plain.mkdir()

@@ -289,8 +289,7 @@ def test_deletion_passes_one_guard_that_refuses_what_rectflow_did_not_make(tmp_p
         p.write_text("x")
     own = run / f".x.safetensors.{token_of(run)[:8]}-0a1b.tmp"   # a killed run's temp file
     own.write_bytes(b"partial")
-    snap = make_folder(run / "state" / "step-00000004", SNAPSHOT, run=token_of(run),
-                       files=["meta.json"])
+    snap = make_folder(run / "state" / "step-00000004", SNAPSHOT, run=token_of(run))
     (snap / "meta.json").write_text("{}")
     made = tmp_path / "made.bin"
     made.write_bytes(b"x")
