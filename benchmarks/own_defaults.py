@@ -79,21 +79,25 @@ def shape(target: str) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------------- rectflow
-def run_rectflow(target: str, seed: int, work: Path) -> list[dict]:
+def run_rectflow(target: str, seed: int, work: Path, data: str | None = None,
+                 n: int | None = None, rf2: bool = True) -> list[dict]:
+    """The pipeline on ``data`` (default ``target``), scored against ``n`` fresh points of
+    ``target`` (default :data:`N`); the 2-RF too unless ``rf2`` is False."""
     import rectflow
     steps, _, pairs, (solver, k) = budget(target)   # the batch is rectflow's default
-    rf1 = rectflow.train(target, out=work / "rf1", train_steps=steps, seed=seed, evaluate=False,
-                         callback=quiet)
+    n = n or N
+    rf1 = rectflow.train(data or target, out=work / "rf1", train_steps=steps, seed=seed,
+                         evaluate=False, callback=quiet)
     pair = {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
     rf1.couple(work / "pairs1", seed=seed, **pair)
-    rf2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
-                          evaluate=False, callback=quiet)
-    rf2.couple(work / "pairs2", seed=seed + 1000, **pair)
+    flow2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
+                            evaluate=False, callback=quiet)
+    flow2.couple(work / "pairs2", seed=seed + 1000, **pair)
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet)
-    return [("rectflow rf1", scoring.score_flow(rf1, target, N, seed)),
-            ("rectflow rf2", scoring.score_flow(rf2, target, N, seed)),
-            ("rectflow distill", scoring.score_flow(student, target, N, seed, ONE_STEP))]
+    return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed)),
+            *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed))] if rf2 else []),
+            ("rectflow distill", scoring.score_flow(student, target, n, seed, ONE_STEP))]
 
 
 # ------------------------------------------------------------------------------- the peers

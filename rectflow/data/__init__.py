@@ -21,7 +21,7 @@ from ..options import data_kind  # noqa: F401 - the kind of a dataset's shape
 from ..core.seeding import generator
 from .base import ArrayDataset, Dataset, Normalization
 from .classes import class_subset, parse_classes
-from .files import POINT_SUFFIXES, array_shape, is_image_array, load_point_cloud
+from .files import POINT_STD, POINT_SUFFIXES, array_shape, is_image_array, load_point_cloud
 from .toy import TOY, ToyDataset
 
 IMAGE_SETS = ("digits", "mnist", "cifar10", "imagefolder")
@@ -71,7 +71,7 @@ def data_spec(data: str, root: str | None = None, download: bool = False,
         spec = {"name": "file", "path": str(p.resolve()), "heldout": HELDOUT}
         shape = array_shape(p)
         if not is_image_array(shape):
-            return spec
+            return {**spec, "std": POINT_STD}   # a spec without it: unit std (older runs)
         c = 1 if len(shape) == 3 else shape[1]
         return {**spec, **_resized(str(p), shape[-1], c, resolution, channels, note, True)}
     if p.is_dir():
@@ -165,7 +165,7 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
     elif name == "imagefolder":
         ds = images.load_image_folder(_path(spec, "root"), *size)
     elif name == "file":
-        ds = load_point_cloud(_path(spec, "path"))
+        ds = load_point_cloud(_path(spec, "path"), _point_std(spec))
     else:
         raise DataError(f"unknown dataset {name!r} in spec")
     if ds.is_image and size != (None, None):
@@ -179,6 +179,14 @@ def load_dataset(spec: dict, split: str = "train", allow_download: bool = False)
                         f"{' of the chosen classes' if spec.get('classes') else ''}; rectflow "
                         "needs at least 2 (one is held out for evaluation)")
     return heldout_split(ds, float(frac), split) if frac else ds
+
+
+def _point_std(spec: dict) -> float:
+    """A file spec's ``std`` (model-space spread of a point cloud); 1 when absent (older runs)."""
+    std = spec.get("std", 1.0)
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < 1e6:
+        raise DataError(f"data spec {spec.get('path')!r}: std must be a number > 0, got {std!r}")
+    return float(std)
 
 
 def _path(spec: dict, key: str) -> str:
