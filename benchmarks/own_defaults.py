@@ -1,6 +1,6 @@
 """Each library as its users would run it: its own network and documented defaults, equal
-optimizer steps, batch and pairs, on the three 2-D targets and on digits, over seeds
-(issue 19).
+optimizer steps, batch and pairs, on the three 2-D targets and on two 8 x 8 image sets (digits,
+and the generated shapes of ``shapes.py``), over seeds (issue 19).
 
     python benchmarks/peers.py --own run --shard 0 --of 2 &   # two processes, one per core
     python benchmarks/peers.py --own run --shard 1 --of 2
@@ -44,7 +44,7 @@ import scoring  # noqa: E402
 
 from rectflow import smoke  # noqa: E402
 
-TARGETS = ("moons", "8gaussians", "checkerboard", "digits")
+TARGETS = ("moons", "8gaussians", "checkerboard", "digits", "shapes")   # shapes: shapes.py
 SEEDS = (0, 1, 2)
 # per kind: optimizer steps per stage, batch, pairs per round, (solver, steps) of the pairs
 BUDGET = {"2d": (800, 2048, 50_000, ("rk4", 32)),    # rectflow couple's default solver
@@ -66,8 +66,7 @@ LIBRARIES = ("rectflow", "torchcfm", "meta", "lucidrains")
 ONE_STEP = (scoring.COLUMNS[0],)
 
 
-def quiet(event: dict) -> None:
-    pass
+quiet = lambda event: None   # noqa: E731 - the callback that shows nothing
 
 
 def budget(target: str):
@@ -75,24 +74,29 @@ def budget(target: str):
 
 
 def shape(target: str) -> tuple[int, ...]:
-    return (1, 8, 8) if target in scoring.IMAGES else (2,)
+    return scoring.IMAGE_SHAPE if target in scoring.IMAGES else (2,)
+
+
+def pair_options(target: str) -> dict:
+    """``couple``'s options at the budget: its number of pairs (and, on images, solver steps)."""
+    _, _, pairs, (_, k) = budget(target)
+    return {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
 
 
 # ------------------------------------------------------------------------------- rectflow
-def run_rectflow(target: str, seed: int, work: Path, data: str | None = None,
-                 n: int | None = None, rf2: bool = True) -> list[dict]:
-    """The pipeline on ``data`` (default ``target``), scored against ``n`` fresh points of
-    ``target`` (default :data:`N`); the 2-RF too unless ``rf2`` is False."""
+def run_rectflow(target: str, seed: int, work: Path, rf1_options: dict | None = None,
+                 model: dict | None = None, *, data: str | None = None, n: int | None = None,
+                 rf2: bool = True) -> list[dict]:
+    """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
+    ``target``; the 2-RF unless ``rf2`` is False; the 1-RF's options and model (ablation)."""
     import rectflow
-    steps, _, pairs, (solver, k) = budget(target)   # the batch is rectflow's default
-    n = n or N
-    rf1 = rectflow.train(data or target, out=work / "rf1", train_steps=steps, seed=seed,
-                         evaluate=False, callback=quiet)
-    pair = {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
-    rf1.couple(work / "pairs1", seed=seed, **pair)
+    steps, n = budget(target)[0], n or N   # the batch is rectflow's default
+    rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
+                         seed=seed, evaluate=False, callback=quiet, model=model, **(rf1_options or {}))
+    rf1.couple(work / "pairs1", seed=seed, **pair_options(target))
     flow2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
                             evaluate=False, callback=quiet)
-    flow2.couple(work / "pairs2", seed=seed + 1000, **pair)
+    flow2.couple(work / "pairs2", seed=seed + 1000, **pair_options(target))
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet)
     return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed)),
@@ -106,7 +110,7 @@ def _stream(target: str, seed: int):
     draws for every library."""
     from rectflow.training.pairs import IndependentPairs
     from rectflow.data import load_dataset
-    pairs = IndependentPairs(load_dataset({"name": target}), seed)
+    pairs = IndependentPairs(load_dataset(scoring.data_spec(target)), seed)
     return lambda step: pairs.batch(step, budget(target)[1])
 
 
@@ -268,10 +272,11 @@ RUNNERS = {"rectflow": run_rectflow, "torchcfm": run_torchcfm, "meta": run_meta,
 NOT_RUN = {**{("lucidrains", t): "it ships no network for vectors (run_lucidrains puts its "
                                    "recipe on Meta's MLP: --libs lucidrains)"
               for t in ("moons", "8gaussians", "checkerboard")},
-           ("meta", "digits"): "flow_matching ships no image network (its U-Net lives in its "
-                               "examples, outside the package)",
-           ("lucidrains", "digits"): "its Unet at its default width (dim 64, 33M parameters) "
-                                     "takes about 8 s per step at batch 128 on one core here"}
+           **{("meta", t): "flow_matching ships no image network (its U-Net lives in its "
+                           "examples, outside the package)" for t in scoring.IMAGES},
+           **{("lucidrains", t): "its Unet at its default width (dim 64, 33M parameters) "
+                                 "takes about 8 s per step at batch 128 on one core here"
+              for t in scoring.IMAGES}}
 
 
 def run(args) -> None:
@@ -342,17 +347,18 @@ def table(args) -> str:
              "`benchmarks/own_defaults.py`) then `python benchmarks/peers.py --own table "
              "--write`.", "",
              f"Equal budget per library: 2-D: {s2} optimizer steps per stage, batch {b2}, "
-             f"{p2:,} pairs per reflow round ({m2.upper()}, {k2} steps); digits: {si} steps "
+             f"{p2:,} pairs per reflow round ({m2.upper()}, {k2} steps); images: {si} steps "
              f"per stage, batch {bi}, {pi:,} pairs ({mi.upper()}, {ki} steps). Seeds "
              f"{', '.join(map(str, SEEDS))}. Each library otherwise uses its own network, "
              "optimizer settings, time distribution and EMA (see the script's docstring). "
              f"2-D cells: exact W2 between {N:,} samples and {N:,} fresh target points (data "
-             f"units); digits: FD (rectflow's digits classifier) between {scoring.DIGITS_N} "
-             f"samples and the {scoring.DIGITS_N} held-out images. Mean ± std over the seeds. "
+             f"units); images: FD (rectflow's digits classifier; on shapes the same network "
+             f"trained on the shapes' labels) between {scoring.DIGITS_N} samples and the "
+             f"{scoring.DIGITS_N} held-out images. Mean ± std over the seeds. "
              "Rows are ranked within their kind (1-RFs, 2-RFs, one-step students) in each "
              "column: `*` marks the best and `~` a tie with it (difference within "
              "2·sqrt(s₁² + s₂²)). "
-             "Columns: Euler with 1, 2, 4 steps (= NFE); RK4 with 100 steps (400 NFE; digits: "
+             "Columns: Euler with 1, 2, 4 steps (= NFE); RK4 with 100 steps (400 NFE; images: "
              "32 steps, 128 NFE).", "",
              "The budget is issue 19's, short on purpose: TorchCFM's and Meta's 2-D examples "
              "train for about 20,000 steps, so these figures compare what each library's "
@@ -385,6 +391,8 @@ def main(argv=None) -> None:
 
 # its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
 SMOKE_RUNS = [["run", "--targets", "moons", "--seeds", "0", "--results", "{tmp}/own.jsonl"],
+              ["run", "--targets", "shapes", "--libs", "rectflow", "--seeds", "0", "--results",
+               "{tmp}/own.jsonl"],
                ["table", "--results", "{tmp}/own.jsonl"]]
 
 

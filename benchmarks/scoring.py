@@ -1,11 +1,13 @@
 """What the quality benchmarks share: fresh target points, the noise floor, exact W2 (FD on
-digits) at a few step counts, mean ± std over seeds, and the tie rule of ``rectflow compare``.
+images) at a few step counts, mean ± std over seeds, and the tie rule of ``rectflow compare``.
 
 On the 2-D targets every figure is an exact W2 (optimal assignment) between ``n`` samples and
 ``n`` fresh target points, in the data's own units, beside the floor: W2 between two
 independent draws of ``n`` target points. On digits it is the Fréchet distance in the features
 of rectflow's digits classifier (:mod:`rectflow.analysis.features`) between the samples and the 297
-held-out images, beside its floor: FD between held-out and training images at the same n. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
+held-out images, beside its floor: FD between held-out and training images at the same n; on
+the generated shapes (``shapes.py``) the same, with that classifier trained on the shapes'
+labels. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
 are ties (:func:`rectflow.core.metrics.tie_groups`)."""
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from rectflow.core.solvers import solve
 # (label, solver, steps): the columns of every quality table
 COLUMNS = (("@1", "euler", 1), ("@2", "euler", 2), ("@4", "euler", 4), ("@100 RK4", "rk4", 100))
 IMAGE_COLUMNS = (*COLUMNS[:3], ("@32 RK4", "rk4", 32))
-IMAGES = ("digits",)
-DIGITS_N = 297   # the held-out digits: samples are scored at the same n
+IMAGES = ("digits", "shapes")   # shapes: benchmarks/shapes.py, generated
+DIGITS_N = 297   # the held-out digits (and test shapes): samples are scored at the same n
+IMAGE_SHAPE = (1, 8, 8)
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -37,7 +40,8 @@ def reference(target: str, n: int, seed: int) -> torch.Tensor:
 def floor(target: str, n: int, seed: int = 0) -> Summary:
     if target in IMAGES:
         from rectflow.analysis.features import fd_floor
-        return fd_floor(_digits()[0], _all("test"), _all("train"), DIGITS_N, seed, repeats=3)
+        return fd_floor(_features(target)[0], _all(target, "test"), _all(target, "train"),
+                        DIGITS_N, seed, repeats=3)
     ds = load_dataset({"name": target}, "test")
     return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
 
@@ -50,28 +54,51 @@ def columns_of(target: str):
     return IMAGE_COLUMNS if target in IMAGES else COLUMNS
 
 
-def _all(split: str) -> torch.Tensor:
-    ds = load_dataset({"name": "digits"}, split)
+def data_spec(target: str) -> dict:
+    """The ``load_dataset`` spec of a target (shapes: its generated training array)."""
+    if target == "shapes":
+        import shapes
+        return {"name": "file", "path": str(shapes.path("train"))}
+    return {"name": target}
+
+
+def data_arg(target: str) -> str:
+    """What ``rectflow.train`` is given as data for a target."""
+    return data_spec(target).get("path", target)
+
+
+def _all(target: str, split: str) -> torch.Tensor:
+    """Every image of a split (model space)."""
+    if target == "shapes":
+        import shapes
+        return shapes.labelled(split)[0]
+    ds = load_dataset({"name": target}, split)
     return ds.take(torch.arange(len(ds)))
 
 
-_DIGITS: list = []
+_FEATURES: dict = {}
 
 
-def _digits():
-    """rectflow's digits feature extractor (trained once, cached beside this script) and the
-    held-out images' feature statistics."""
-    if not _DIGITS:
-        from rectflow.analysis.features import Extractor, classifier
-        net, _ = classifier({"name": "digits"}, Path(__file__).resolve().parent / ".features")
+def _features(target: str):
+    """The feature extractor of an image target and its held-out images' feature statistics:
+    rectflow's digits classifier (trained once, cached beside this script), or the same
+    classifier trained on the generated shapes and their labels (seeded, a few seconds)."""
+    if target not in _FEATURES:
+        from rectflow.analysis.features import TRAIN, Extractor, classifier, fit_classifier
+        if target == "shapes":
+            import shapes
+            net, _ = fit_classifier("shapes", *shapes.labelled("train"),
+                                    *shapes.labelled("test"), TRAIN["digits"])
+        else:
+            net, _ = classifier({"name": target}, Path(__file__).resolve().parent / ".features")
         ex = Extractor(net.features)
-        _DIGITS.extend([ex, ex.stats(_all("test"))])
-    return _DIGITS
+        _FEATURES[target] = (ex, ex.stats(_all(target, "test")))
+    return _FEATURES[target]
 
 
-def _fd(x: torch.Tensor) -> float:
+def _fd(x: torch.Tensor, target: str) -> float:
     from rectflow.analysis.features import frechet_distance
-    ex, ref = _digits()
+    ex, ref = _features(target)
     return frechet_distance(ex.stats(x), ref)
 
 
@@ -83,8 +110,8 @@ def score(velocity: Velocity, target: str, n: int, seed: int, columns=None,
     only: images are scored in model space, [-1, 1])."""
     columns = columns or columns_of(target)
     if target in IMAGES:
-        x0 = noise(DIGITS_N, (1, 8, 8), seed, "bench-noise")
-        return {label: _fd(solve(velocity, x0, method=solver, steps=k).x.clamp(-1, 1))
+        x0 = noise(DIGITS_N, IMAGE_SHAPE, seed, "bench-noise")
+        return {label: _fd(solve(velocity, x0, method=solver, steps=k).x.clamp(-1, 1), target)
                 for label, solver, k in columns}
     x0, ref = noise(n, (2,), seed, "bench-noise"), reference(target, n, seed)
     return {label: w2(to_data(solve(velocity, x0, method=solver, steps=k).x), ref)

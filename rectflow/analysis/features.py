@@ -94,16 +94,26 @@ def _one_thread():
 def train_classifier(spec: dict, callback: Callable[[dict], None] | None = None
                      ) -> tuple[Classifier, dict]:
     """Train the feature classifier of a dataset from a fixed seed; returns it and its record."""
+    name = spec["name"]
+    return fit_classifier(name, *labelled(spec, "train"), *labelled(spec, "test"), TRAIN[name],
+                          callback)
+
+
+def fit_classifier(name: str, x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor,
+                   yt: torch.Tensor, hp: dict, callback: Callable[[dict], None] | None = None
+                   ) -> tuple[Classifier, dict]:
+    """A feature classifier trained from the fixed seed on images ``x`` (model space) and
+    labels ``y`` (``hp``: width, epochs, batch_size, lr, as in :data:`TRAIN`), its accuracy
+    measured on ``xt``, ``yt``: the one training of every dataset's classifier, also of a
+    labelled set a caller made itself (a benchmark's generated images)."""
     # also when the caller runs under no_grad or inference_mode
     with _one_thread(), torch.inference_mode(False), torch.enable_grad():
-        return _train_classifier(spec, callback)
+        return _fit_classifier(name, x, y, xt, yt, hp, callback)
 
 
-def _train_classifier(spec: dict, callback) -> tuple[Classifier, dict]:
-    name = spec["name"]
-    hp = {**TRAIN[name], "epochs": smoke.tiny("classifier_epochs", TRAIN[name]["epochs"])}
-    x, y = labelled(spec, "train")
-    xt, yt = labelled(spec, "test")
+def _fit_classifier(name, x, y, xt, yt, hp, callback) -> tuple[Classifier, dict]:
+    hp = {**hp, "epochs": smoke.tiny("classifier_epochs", hp["epochs"])}
+    x = x.clone()   # a normal tensor even when made under inference_mode: autograd saves it
     with torch.random.fork_rng(devices=[]):   # seeded init; the global RNG is left as it was
         torch.manual_seed(SEED)
         net = Classifier(x.shape[1], width=hp["width"])
