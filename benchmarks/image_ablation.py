@@ -56,13 +56,20 @@ DISTILL = {
     "distill no EMA": ({"ema_decay": 0.0}, "rf2"),
     "distill from 1-RF": ({}, "rf1"),
 }
-# name -> (options of rectflow.train for the 1-RF, model overrides); the chain after it is
-# the stages' defaults
+# name -> the chain's recipe (own_defaults.run_rectflow: options per stage and the model's
+# overrides); what a row does not give is the stages' defaults
+W32 = {"model": {"width": 32}}
+COSINE = {"lr_schedule": "cosine"}
 CHAIN = {
-    "1-RF default": ({}, {}),
-    "1-RF lr 2e-3": ({"lr": 2e-3}, {}),
-    "1-RF width 32": ({}, {"width": 32}),
-    "1-RF t logit-normal": ({"time_dist": "logit-normal"}, {}),
+    "1-RF default": {},
+    "1-RF lr 2e-3": {"train": {"lr": 2e-3}},
+    "1-RF width 32": W32,
+    "1-RF t logit-normal": {"train": {"time_dist": "logit-normal"}},
+    "width 32, reflow and distill lr 1e-3": {**W32, "reflow": {"lr": 1e-3},
+                                             "distill": {"lr": 1e-3}},
+    "width 32, cosine lr, reflow and distill lr 1e-3": {
+        **W32, "train": COSINE, "reflow": {"lr": 1e-3, **COSINE},
+        "distill": {"lr": 1e-3, **COSINE}},
 }
 DECISIONS = """## What was decided
 
@@ -117,16 +124,18 @@ def rounds_jobs(seed: int, work: Path, out: Path, names: list[str]) -> None:
                                  "w2": scoring.score_flow(flow, TARGET, N, seed, ONE)})
 
 
-def chain_job(seed: int, work: Path, out: Path, name: str) -> None:
-    opts, model = CHAIN[name]
-    for key, w in own_defaults.run_rectflow(TARGET, seed, work, opts, model or None):
+def chain_job(seed: int, work: Path, out: Path, name: str, target: str) -> None:
+    for key, w in own_defaults.run_rectflow(target, seed, work, CHAIN[name]):
         scoring.append(out, {"part": "chain", "seed": seed, "row": f"{name}: {key.split()[1]}",
-                             "w2": w})
+                             "w2": w, **({} if target == TARGET else {"target": target})})
 
 
 def run(args) -> None:
     out = Path(args.results)
-    done = {(r["part"], r["seed"], r["row"]) for r in scoring.read(out)}
+    done = {(r.get("target", TARGET), r["part"], r["seed"], r["row"])
+            for r in scoring.read(out)}
+    if args.part == "rounds" and args.target != TARGET:
+        raise SystemExit(f"part rounds runs on {TARGET} only; --target is for part chain")
     every = list(REFLOW) + list(DISTILL) if args.part == "rounds" else list(CHAIN)
     names = args.rows.split(";") if args.rows else every
     unknown = sorted(set(names) - set(every))
@@ -135,9 +144,10 @@ def run(args) -> None:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else SEEDS
     for seed in seeds:
         if args.part == "rounds":
-            todo = [[n for n in names if ("rounds", seed, n) not in done]]
+            todo = [[n for n in names if (TARGET, "rounds", seed, n) not in done]]
         else:
-            todo = [[n] for n in names if ("chain", seed, f"{n}: distill") not in done]
+            todo = [[n] for n in names
+                    if (args.target, "chain", seed, f"{n}: distill") not in done]
         for job in todo:
             if not job:
                 continue
@@ -146,7 +156,7 @@ def run(args) -> None:
                 if args.part == "rounds":
                     rounds_jobs(seed, Path(tmp), out, job)
                 else:
-                    chain_job(seed, Path(tmp), out, job[0])
+                    chain_job(seed, Path(tmp), out, job[0], args.target)
             print(f"[{args.part}] seed {seed} {'; '.join(job)}: "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
@@ -216,6 +226,8 @@ def _run_args(r) -> None:
     r.add_argument("--part", choices=("rounds", "chain"), default="rounds")
     r.add_argument("--rows", default="", help="';'-separated subset of the part's rows")
     r.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2)")
+    r.add_argument("--target", choices=scoring.IMAGES, default=TARGET,
+                   help="the image set of part chain")
 
 
 def main(argv=None) -> None:

@@ -84,21 +84,23 @@ def pair_options(target: str) -> dict:
 
 
 # ------------------------------------------------------------------------------- rectflow
-def run_rectflow(target: str, seed: int, work: Path, rf1_options: dict | None = None,
-                 model: dict | None = None, *, data: str | None = None, n: int | None = None,
-                 rf2: bool = True) -> list[dict]:
+def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None, *,
+                 data: str | None = None, n: int | None = None, rf2: bool = True) -> list[dict]:
     """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
-    ``target``; the 2-RF unless ``rf2`` is False; the 1-RF's options and model (ablation)."""
+    ``target``; the 2-RF unless ``rf2`` is False. ``recipe`` (ablation): options per stage,
+    ``{"train" | "reflow" | "distill": {...}, "model": {...}}``; nothing given by default."""
     import rectflow
-    steps, n = budget(target)[0], n or N   # the batch is rectflow's default
+    steps, n, r = budget(target)[0], n or N, recipe or {}   # the batch is rectflow's default
     rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
-                         seed=seed, evaluate=False, callback=quiet, model=model, **(rf1_options or {}))
+                         seed=seed, evaluate=False, callback=quiet, model=r.get("model"),
+                         **r.get("train", {}))
     rf1.couple(work / "pairs1", seed=seed, **pair_options(target))
     flow2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
-                            evaluate=False, callback=quiet)
+                            evaluate=False, callback=quiet, **r.get("reflow", {}))
     flow2.couple(work / "pairs2", seed=seed + 1000, **pair_options(target))
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
-                               init=work / "rf2", evaluate=False, callback=quiet)
+                               init=work / "rf2", evaluate=False, callback=quiet,
+                               **r.get("distill", {}))
     return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed)),
             *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed))] if rf2 else []),
             ("rectflow distill", scoring.score_flow(student, target, n, seed, ONE_STEP))]
