@@ -67,6 +67,10 @@ CHAIN = {
     "1-RF t logit-normal": {"train": {"time_dist": "logit-normal"}},
     "width 32, reflow and distill lr 1e-3": {**W32, "reflow": {"lr": 1e-3},
                                              "distill": {"lr": 1e-3}},
+    "width 32, reflow and distill lr 2e-3": {**W32, "reflow": {"lr": 2e-3},
+                                             "distill": {"lr": 2e-3}},
+    "width 64, reflow and distill lr 1e-3": {"model": {"width": 64}, "reflow": {"lr": 1e-3},
+                                             "distill": {"lr": 1e-3}},
     "width 32, cosine lr, reflow and distill lr 1e-3": {
         **W32, "train": COSINE, "reflow": {"lr": 1e-3, **COSINE},
         "distill": {"lr": 1e-3, **COSINE}},
@@ -179,11 +183,11 @@ def _group_table(res: dict, group: list[str], label=lambda n: n) -> list[str]:
     return lines + [""]
 
 
-def _torchcfm() -> dict:
-    """TorchCFM's digits rows as measured by ``own_defaults.py`` (same budget, seeds and
+def _torchcfm(target: str = TARGET) -> dict:
+    """TorchCFM's rows on ``target`` as measured by ``own_defaults.py`` (same budget, seeds and
     scoring), to rank against: ``{"TorchCFM rf1" | "... rf2" | "... distill": summaries}``."""
     rows = [r for r in scoring.read(HERE / "own_defaults.jsonl")
-            if r["target"] == TARGET and r["row"].startswith("torchcfm ")]
+            if r["target"] == target and r["row"].startswith("torchcfm ")]
     return {f"TorchCFM ({r.split()[1]}, own_defaults.py)": v
             for r, v in scoring.summaries(rows, "row").items()}
 
@@ -211,14 +215,18 @@ def table(args) -> str:
         group = [n for n in names if n in res] + [n for n in peer if f"({ref}," in n]
         if group and group[0] in names:
             lines += [f"## {title}", "", *_group_table(res, group)]
-    chain = {**scoring.summaries([r for r in rows if r["part"] == "chain"], "row"), **peer}
-    for stage, what in (("rf1", "1-RF"), ("rf2", "2-RF (default reflow)"),
-                        ("distill", "student (default distillation)")):
-        group = [f"{n}: {stage}" for n in CHAIN if f"{n}: {stage}" in chain]
-        if group:
-            group += [n for n in peer if f"({stage}," in n]
-            lines += [f"## Whole chain with a changed 1-RF: {what}", "",
-                      *_group_table(chain, group, lambda n: n.split(": ")[0])]
+    for target in scoring.IMAGES:
+        mine = [r for r in rows if r["part"] == "chain" and r.get("target", TARGET) == target]
+        if not mine:
+            continue
+        peer = _torchcfm(target)
+        chain = {**scoring.summaries(mine, "row"), **peer}
+        for stage, what in (("rf1", "1-RF"), ("rf2", "2-RF"), ("distill", "student")):
+            group = [f"{n}: {stage}" for n in CHAIN if f"{n}: {stage}" in chain]
+            if group:
+                group += [n for n in peer if f"({stage}," in n]
+                lines += [f"## Whole chain, {target}: {what}", "",
+                          *_group_table(chain, group, lambda n: n.split(": ")[0])]
     return "\n".join(lines)
 
 

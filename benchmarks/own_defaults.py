@@ -94,6 +94,8 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
     rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
                          seed=seed, evaluate=False, callback=quiet, model=r.get("model"),
                          **r.get("train", {}))
+    if target in scoring.IMAGES and "model" not in r:
+        _check_recipe_width(rf1, target)
     rf1.couple(work / "pairs1", seed=seed, **pair_options(target))
     flow2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
                             evaluate=False, callback=quiet, **r.get("reflow", {}))
@@ -104,6 +106,19 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
     return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed)),
             *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed))] if rf2 else []),
             ("rectflow distill", scoring.score_flow(student, target, n, seed, ONE_STEP))]
+
+
+def _check_recipe_width(flow, target: str) -> None:
+    """Refuse a row whose 1-RF is not the image recipe's network: on a CPU, train halves the
+    U-Net's width when its timed trial steps say the run would be long (a busy machine), and
+    that row would measure another model than the one reported."""
+    from rectflow.models import unet_recipe
+    want = unet_recipe(*shape(target)[:2])["width"]
+    got = flow.card.model.get("width")
+    if got != want:
+        raise SystemExit(f"{target}: train chose U-Net width {got}, not the recipe's {want} "
+                         "(the machine is too busy for the recipe's ETA); run with fewer "
+                         "jobs beside it")
 
 
 # ------------------------------------------------------------------------------- the peers

@@ -134,8 +134,10 @@ def tensor_shapes(module: nn.Module) -> dict[str, list[int]]:
 
 
 def unet_recipe(channels: int, resolution: int) -> dict:
-    """The image recipe's U-Net for square images: width 16 up to 8 px, 32 up to 16 px, 64
-    above (on 2 CPU cores a training step at batch 128 costs ~0.06 s, ~0.7 s and ~20 s); two
+    """The image recipe's U-Net for square images: width 32 up to 16 px, 64 above (on 2 CPU
+    cores a training step at batch 128 costs ~0.08 s at 8 px, ~0.7 s at 16 px, ~20 s above;
+    at 8 px, width 32 with reflow and distill at lr 1e-3 beat width 16 at lr 3e-4 on digits
+    and shapes by more than the seeds' spread, benchmarks/IMAGE_ABLATION.md); two
     levels up to 16 px, three above, fewer when the resolution does not halve that often;
     attention at a quarter of the resolution from 32 px up."""
     halvings = 0
@@ -146,7 +148,7 @@ def unet_recipe(channels: int, resolution: int) -> dict:
     mults = [1, 2, 2][:levels]
     attn = resolution // 4
     return {"type": "unet", "channels": channels, "resolution": resolution,
-            "width": 16 if resolution <= 8 else 32 if small else 64, "mults": mults,
+            "width": 32 if small else 64, "mults": mults,
             "num_res_blocks": 1 if small else 2,
             "attn_resolutions": [] if small or resolution % 4 or levels < 3 else [attn],
             "dropout": 0.0}

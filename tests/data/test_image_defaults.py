@@ -31,7 +31,7 @@ def test_train_on_a_folder_says_what_it_chose(cli, tmp_path):
     assert "image defaults for 8x8x1" in text and "per sample" in text
     card = json.loads((tmp_path / "rf1" / "config.json").read_text())
     assert card["data"]["resolution"] == 8 and card["data"]["channels"] == 1
-    assert card["train"]["batch_size"] == 128 and card["model"]["width"] == 16
+    assert card["train"]["batch_size"] == 128 and card["model"]["width"] == 32
 
 
 def test_ctrl_c_in_the_evaluation_keeps_the_model(tmp_path, monkeypatch):

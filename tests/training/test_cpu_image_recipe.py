@@ -110,5 +110,5 @@ def test_the_cli_says_what_it_chose_on_a_small_folder(cli, tmp_path):
                          "2", "--no-eval", "--threads", "1")
     assert code == 0, err
     text = " ".join(out.split())
-    assert "images on CPU: U-Net width 16, batch 128, the full recipe (about" in text
+    assert "images on CPU: U-Net width 32, batch 128, the full recipe (about" in text
     assert "ETA" in text and "for 2 steps" in text
