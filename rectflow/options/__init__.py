@@ -30,9 +30,8 @@ TRAIN = (
     Opt("train_steps", int, 3000, "Optimizer steps.", lo=1, hi=BIG),
     Opt("batch_size", int, 2048, "Global batch of one optimizer step (split over processes).",
         lo=1, hi=10**7),
-    Opt("lr", float, 1e-3, "Adam learning rate (default: 3e-3 on vectors and 1e-3 on "
-        "images for train; 3e-4 on vectors and 1e-3 on images for reflow and distill).",
-        above=0, hi=10.0),
+    Opt("lr", float, 1e-3, "Adam learning rate (default: train 3e-3 on vectors, 1e-3 on "
+        "images; reflow 3e-4 on vectors, 1e-3 on images; distill 3e-4).", above=0, hi=10.0),
     Opt("warmup", int, 100, "Linear learning-rate warm-up steps.", lo=0, hi=BIG),
     Opt("lr_schedule", str, "constant", "Learning rate after the warm-up: constant, or cosine "
         "(decays to about 0 at the run's last step).", choices=("constant", "cosine")),
@@ -217,15 +216,13 @@ def data_kind(shape) -> str:
 
 # Defaults per kind of data, objective and stage, above the kind's: a flow-matching 1-RF on
 # vectors trains with lr 3e-3 and logit-normal t, the best recipe at every step count in
-# benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps); image reflow and
-# distillation with lr 1e-3 (with models.unet_recipe's width 32 at 8 px, the chain's one-step
-# FD on digits and on shapes was lower than with lr 3e-4 and width 16 by more than the seeds'
-# spread: benchmarks/IMAGE_ABLATION.md).
+# benchmarks/ABLATION.md (checkerboard and 8gaussians, 3 seeds, 800 steps); an image reflow
+# with lr 1e-3, whose 2-RF was better at one step than with 3e-4 on each seed (digits, width
+# 32; distillation is better at 3e-4 on each seed: benchmarks/IMAGE_ABLATION.md).
 # Diffusion and MeanFlow were not ablated and keep the plain defaults.
 RECIPES: dict[tuple[str, str, str], dict] = {
     ("vector", "flow", "train"): {"lr": 3e-3, "time_dist": "logit-normal"},
     ("image", "flow", "reflow"): {"lr": 1e-3},
-    ("image", "flow", "distill"): {"lr": 1e-3},
 }
 
 
