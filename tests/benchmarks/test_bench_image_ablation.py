@@ -49,8 +49,31 @@ def test_table_ranks_full_rows_only_beside_torchcfm(bench, tmp_path, monkeypatch
                                            "w2": {"@1": v}}) + "\n" for n, s, v in rows))
     text = ab.table(argparse.Namespace(results=str(results)))
     lines = {line.split(" |")[0]: line for line in text.splitlines() if line.startswith("| ")}
-    assert lines["| reflow default"].endswith("10.1 ± 0.1 * |")
+    assert lines["| reflow 0.2 default"].endswith("10.1 ± 0.1 * |")   # 0.2's recipe, said
     assert lines["| reflow lr 1e-3"].endswith("12.1 ± 0.1 |")
     assert lines["| reflow no EMA (1 seed, screen)"].endswith("1.000 ± 0.000 |")   # unmarked
     assert lines["| TorchCFM (rf2, own_defaults.py)"].endswith("21.0 ± 1.0 |")
     assert "One-step distillation" not in text               # no rows, no section
+
+
+def test_chain_rows_are_tabled_per_image_set_beside_both_libraries_defaults(bench, tmp_path,
+                                                                           monkeypatch):
+    ab, _ = bench
+    own = [{"target": t, "seed": s, "row": f"{lib} distill", "w2": {"@1": base + s}}
+           for t, lib, base in (("digits", "torchcfm", 20.0), ("shapes", "torchcfm", 40.0),
+                                ("shapes", "rectflow", 30.0)) for s in range(3)]
+    (tmp_path / "own_defaults.jsonl").write_text("".join(json.dumps(r) + "\n" for r in own))
+    monkeypatch.setattr(ab, "HERE", tmp_path)
+    results = tmp_path / "i.jsonl"
+    rows = [{"part": "chain", "seed": s, "row": "1-RF width 32: distill", "w2": {"@1": 9.0 + s},
+             **extra} for s in range(3) for extra in ({}, {"target": "shapes"})]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = ab.table(argparse.Namespace(results=str(results)))
+    digits = text[text.index("## Whole chain, digits: student"):]
+    shapes = text[text.index("## Whole chain, shapes: student"):]
+    digits = digits[:digits.index("## Whole chain, shapes")]
+    assert "| 1-RF width 32 | 10.0 ± 1.0 * |" in digits and "21.0 ± 1.0 |" in digits
+    assert "rectflow at its defaults" not in digits          # none measured on digits here
+    assert "| TorchCFM (distill, own_defaults.py) | 41.0 ± 1.0 |" in shapes
+    assert "| rectflow at its defaults (distill, own_defaults.py) | 31.0 ± 1.0 |" in shapes
+    assert "| 1-RF width 32 | 10.0 ± 1.0 * |" in shapes
