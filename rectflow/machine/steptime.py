@@ -11,7 +11,9 @@ A width or batch the user gave is kept as it is (only the other is chosen; both 
 trial at all). With CUDA the full recipe is kept: it is what a GPU trains in minutes.
 
 A step's time is modelled as ``a + b * batch``: two timed steps (at :data:`PROBE` and twice
-that) after one warm-up step, on a throwaway copy of the network (the global RNG is left as
+that) after a warm-up step at each of the two sizes (a batch shape's first step costs about
+twice a later one; timed cold, it made the 8x8 U-Net's step at batch 128 look 8 times slower
+than it is), on a throwaway copy of the network (the global RNG is left as
 it was), so the big candidates cost seconds to judge, not a full step at batch 128; at each
 thread count the run may use (:func:`~rectflow.machine.threads.candidates`), the faster
 kept, as the run's own thread tuner will.
@@ -58,6 +60,7 @@ def _trial_line(model_cfg: dict, shape: tuple[int, ...], clock, counts: list[int
                 warm = step(PROBE)   # warm-up: first-call allocations
                 if best is not None and warm > 2 * best[1]:
                     continue   # slower at half the batch: it can no longer win
+                step(2 * PROBE)   # a batch shape's first step costs ~2x: warm both sizes
                 t1, t2 = step(PROBE), step(2 * PROBE)
                 if best is None or t2 < best[1]:
                     best = (t1, t2)
