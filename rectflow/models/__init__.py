@@ -136,8 +136,9 @@ def tensor_shapes(module: nn.Module) -> dict[str, list[int]]:
 def unet_recipe(channels: int, resolution: int) -> dict:
     """The image recipe's U-Net for square images: width 32 up to 16 px, 64 above (on 2 CPU
     cores a training step at batch 128 costs ~0.08 s at 8 px, ~0.7 s at 16 px, ~20 s above;
-    at 8 px width 32 gave one-step students better than width 16 by more than the seeds'
-    spread on digits and shapes, benchmarks/IMAGE_ABLATION.md); two
+    at 8 px width 32, with the image reflow at lr 1e-3, gave one-step students better than
+    width 16 by more than the seeds' spread on digits and shapes,
+    benchmarks/IMAGE_ABLATION.md); two
     levels up to 16 px, three above, fewer when the resolution does not halve that often;
     attention at a quarter of the resolution from 32 px up."""
     halvings = 0

@@ -31,7 +31,7 @@ TRAIN = (
     Opt("batch_size", int, 2048, "Global batch of one optimizer step (split over processes).",
         lo=1, hi=10**7),
     Opt("lr", float, 1e-3, "Adam learning rate (default: train 3e-3 on vectors, 1e-3 on "
-        "images; reflow 3e-4 on vectors, 1e-3 on images; distill 3e-4).", above=0, hi=10.0),
+        "images; reflow 3e-4, or 1e-3 for an image flow; distill 3e-4).", above=0, hi=10.0),
     Opt("warmup", int, 100, "Linear learning-rate warm-up steps.", lo=0, hi=BIG),
     Opt("lr_schedule", str, "constant", "Learning rate after the warm-up: constant, or cosine "
         "(decays to about 0 at the run's last step).", choices=("constant", "cosine")),
