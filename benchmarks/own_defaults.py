@@ -383,19 +383,19 @@ def table(args) -> str:
     lines += _tables(rows, not_run=True)
     fresh = scoring.read(Path(args.results).with_name("own_defaults_fresh.jsonl"))
     if fresh:
-        def seeds_of(images: bool) -> str:
-            return ",".join(map(str, sorted({r["seed"] for r in fresh
-                                             if (r["target"] in scoring.IMAGES) == images})))
+        plane, images = (",".join(map(str, sorted({r["seed"] for r in fresh
+                                                    if (r["target"] in scoring.IMAGES) == im})))
+                         for im in (False, True))
         lines += ["## Seeds the ablation never saw", "",
                   "rectflow's 2-D recipe was chosen by `benchmarks/ablation.py` on checkerboard "
                   "and 8gaussians, its image recipe by `benchmarks/image_ablation.py` on "
                   "digits and shapes, all with seeds 0, 1, 2 and this scoring, so its rows "
                   "above on those targets are the best of several recipes on the same draws "
                   "(moons was not used to choose). The same comparison on seeds the choice "
-                  f"never saw (`run --seeds {seeds_of(False)} --results "
+                  f"never saw (`run --seeds {plane} --results "
                   "benchmarks/own_defaults_fresh.jsonl`"
-                  + (f"; on images with `--seeds {seeds_of(True)} --targets digits,shapes "
-                     "--libs rectflow,torchcfm`" if seeds_of(True) else "") + "):", ""]
+                  + (f"; on images with `--seeds {images} --targets digits,shapes "
+                     "--libs rectflow,torchcfm`" if images else "") + "):", ""]
         lines += [line.replace("## ", "### ", 1) for line in _tables(fresh, not_run=False)]
     return "\n".join(lines)
 

@@ -55,3 +55,17 @@ def test_ablation_rows_run_through_rectflow_train(bench, tmp_path):
     assert row["row"] == "cosine lr" and set(row["w2"]) == {"@1", "@2", "@4", "@100 RK4"}
     card = (tmp_path / "rf1" / "config.json").read_text()
     assert '"lr_schedule": "cosine"' in card
+
+
+def test_an_image_row_whose_network_the_cpu_fit_shrank_is_refused(bench):
+    """A busy machine makes train halve the recipe's U-Net; that row would measure another
+    model than the one reported, so the harness stops instead."""
+    from types import SimpleNamespace
+
+    from rectflow.models import unet_recipe
+    own, _, _ = bench
+    want = unet_recipe(1, 8)["width"]
+    flow = lambda width: SimpleNamespace(card=SimpleNamespace(model={"width": width}))  # noqa: E731
+    own._check_recipe_width(flow(want), "digits")   # the recipe's: passes
+    with pytest.raises(SystemExit, match=f"width {want // 2}, not the recipe's {want}"):
+        own._check_recipe_width(flow(want // 2), "shapes")

@@ -56,6 +56,12 @@ def test_the_image_pipeline_runs_on_a_png_folder_with_default_options(tmp_path):
     record = pipeline.run("digits", tmp_path / "run", overrides=sizes)
     resolved = json.loads((tmp_path / "run" / "resolved.json").read_text())["config"]
     assert resolved["train"]["batch_size"] == 128 == resolved["reflow"]["batch_size"]
+    # the image recipe reaches every stage (benchmarks/IMAGE_ABLATION.md): width 32 at 8 px,
+    # reflow at lr 1e-3, distillation at its stage's 3e-4
+    assert (resolved["reflow"]["lr"], resolved["distill"]["lr"]) == (1e-3, 3e-4)
+    for stage in ("rf1", "rf2", "distill"):
+        card = json.loads((tmp_path / "run" / stage / "config.json").read_text())
+        assert card["model"]["width"] == 32, stage
     assert record["compare"].data["name"] == "imagefolder"
     assert set(record["stages"]) >= {"rf1", "rf2", "rf3", "distill", "compare"}
     samples = tmp_path / "run" / "compare" / "samples.png"

@@ -284,7 +284,6 @@ def test_image_defaults_sit_between_the_user_and_the_stage():
     assert train_config("train", kind="image").batch_size == image != train_config().batch_size
     assert train_config("train", {"batch_size": 64}, kind="image").batch_size == 64
     assert train_config("distill", kind="image").lr == train_config("distill").lr  # stage's own
-    assert train_config("reflow", kind="image").lr == 1e-3 != train_config("reflow").lr  # recipe
 
 
 def test_a_default_batch_is_cut_to_memory_and_a_given_one_refused(monkeypatch):
