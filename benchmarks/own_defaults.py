@@ -85,10 +85,12 @@ def pair_options(target: str) -> dict:
 
 # ------------------------------------------------------------------------------- rectflow
 def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None, *,
-                 data: str | None = None, n: int | None = None, rf2: bool = True) -> list[dict]:
+                 data: str | None = None, n: int | None = None, rf2: bool = True,
+                 samples: int = scoring.DIGITS_N) -> list[dict]:
     """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
-    ``target``; the 2-RF unless ``rf2`` is False. ``recipe`` (ablation): options per stage,
-    ``{"train" | "reflow" | "distill": {...}, "model": {...}}``; nothing given by default."""
+    ``target`` (images: ``samples`` against the held-out set); the 2-RF unless ``rf2`` is
+    False. ``recipe`` (ablation): options per stage, ``{"train" | "reflow" | "distill":
+    {...}, "model": {...}}``; nothing given by default."""
     import rectflow
     steps, n, r = budget(target)[0], n or N, recipe or {}   # the batch is rectflow's default
     rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
@@ -103,9 +105,11 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet,
                                **r.get("distill", {}))
-    return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed)),
-            *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed))] if rf2 else []),
-            ("rectflow distill", scoring.score_flow(student, target, n, seed, ONE_STEP))]
+    return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed, samples=samples)),
+            *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed, samples=samples))]
+              if rf2 else []),
+            ("rectflow distill", scoring.score_flow(student, target, n, seed, ONE_STEP,
+                                                    samples=samples))]
 
 
 def _check_recipe_width(flow, target: str) -> None:
@@ -180,7 +184,8 @@ class TimeCat:
         return self.net(torch.cat([x, t.reshape(-1, 1).to(x.dtype).expand(x.shape[0], 1)], -1))
 
 
-def run_torchcfm(target: str, seed: int, work: Path) -> list[dict]:
+def run_torchcfm(target: str, seed: int, work: Path,
+                 samples: int = scoring.DIGITS_N) -> list[dict]:
     """On digits: the network of TorchCFM's MNIST example, ``UNetModelWrapper(num_channels=32,
     num_res_blocks=1)``, with the channel multipliers it picks for 28 px (1, 2, 2), as it
     has none for 8 px; batch 128 as its example."""
@@ -207,15 +212,16 @@ def run_torchcfm(target: str, seed: int, work: Path) -> list[dict]:
         return F.mse_loss(v(xt, t), ut)
 
     _adam_loop(net, cfm_loss, _stream(target, seed), 1e-3, seed, steps)
-    rows = [("torchcfm rf1", scoring.score(v, target, N, seed))]
+    rows = [("torchcfm rf1", scoring.score(v, target, N, seed, samples=samples))]
     _adam_loop(net, cfm_loss, _paired(*_pairs(v, target, seed), target, seed), 1e-3,
                seed + 1, steps)
-    rows.append(("torchcfm rf2", scoring.score(v, target, N, seed)))
+    rows.append(("torchcfm rf2", scoring.score(v, target, N, seed, samples=samples)))
     zeros = torch.zeros(size)
     _adam_loop(net, lambda x0, z1: F.mse_loss(v(x0, zeros), z1 - x0),
                _paired(*_pairs(v, target, seed + 1000), target, seed + 1), 1e-3, seed + 2,
                steps)
-    rows.append(("torchcfm distill", scoring.score(v, target, N, seed, ONE_STEP)))
+    rows.append(("torchcfm distill", scoring.score(v, target, N, seed, ONE_STEP,
+                                                   samples=samples)))
     return rows
 
 
@@ -298,7 +304,7 @@ NOT_RUN = {**{("lucidrains", t): "it ships no network for vectors (run_lucidrain
 
 def run(args) -> None:
     out = Path(args.results)
-    done = {(r["target"], r["seed"], r["row"]) for r in scoring.read(out)}
+    done = {(r["target"], r["seed"], r["row"], _samples(r)) for r in scoring.read(out)}
     libs = args.libs.split(",") if args.libs else LIBRARIES
     targets = args.targets.split(",") if args.targets else TARGETS
     asked = set(args.libs.split(","))   # lucidrains on 2-D only when asked by name
@@ -306,12 +312,14 @@ def run(args) -> None:
     jobs = [(lib, t, s) for lib in libs for t in targets for s in seeds
             if (lib, t) not in NOT_RUN or (lib in asked and t not in scoring.IMAGES)]
     for i, (lib, t, s) in enumerate(jobs):
-        if i % args.of != args.shard or (t, s, f"{lib} rf1") in done:
+        image = t in scoring.IMAGES
+        samples = args.image_samples if image else None
+        if i % args.of != args.shard or (t, s, f"{lib} rf1", samples) in done:
             continue
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                rows = RUNNERS[lib](t, s, Path(tmp))
+                rows = RUNNERS[lib](t, s, Path(tmp), **({"samples": samples} if image else {}))
             except ModuleNotFoundError as e:
                 if lib == "rectflow" or (e.name or "").startswith("rectflow."):
                     raise
@@ -320,22 +328,31 @@ def run(args) -> None:
                 continue
         secs = time.perf_counter() - started
         for key, w in rows:
-            scoring.append(out, {"target": t, "seed": s, "row": key, "w2": w, "job_s": secs})
+            scoring.append(out, {"target": t, "seed": s, "row": key, "w2": w, "job_s": secs,
+                                 **({"samples": samples} if image else {})})
         print(f"[{args.shard}] {lib} {t} seed {s}: {secs:.0f} s", file=sys.stderr, flush=True)
 
 
+def _samples(row: dict) -> int | None:
+    """How many samples an image row was scored with (rows before the option: the held-out
+    set's size); None on 2-D."""
+    return row.get("samples", scoring.DIGITS_N) if row["target"] in scoring.IMAGES else None
+
+
 def _tables(rows: list[dict], not_run: bool) -> list[str]:
-    """One table per target of ``rows``, rows ranked within their kind."""
+    """One table per target of ``rows`` (per target and sample count on images), rows ranked
+    within their kind."""
     lines: list[str] = []
-    for t in TARGETS:
-        sel = [r for r in rows if r["target"] == t]
-        if not sel:
-            continue
+    for t, m in [(t, m) for t in TARGETS for m in sorted({_samples(r) for r in rows
+                                                          if r["target"] == t})]:
+        sel = [r for r in rows if r["target"] == t and _samples(r) == m]
         res = scoring.summaries(sel, "row")
-        f = scoring.floor(t, N)
+        f = scoring.floor(t, N, samples=m or scoring.DIGITS_N)
         cols = [c[0] for c in scoring.columns_of(t)]
         name = scoring.metric(t)
-        lines += [f"## {t} (floor {scoring.cell(f)})", "",
+        what = "" if m in (None, scoring.DIGITS_N) else \
+            f", {m:,} samples against the {scoring.DIGITS_N} held-out images"
+        lines += [f"## {t}{what} (floor {scoring.cell(f)})", "",
                   "| library | model | " + " | ".join(f"{name} {c}" for c in cols) + " |",
                   "|---|---" + "|---" * len(cols) + "|"]
         mk: dict = {c: {} for c in cols}   # ranked within a kind: 1-RFs, 2-RFs, students
@@ -371,7 +388,9 @@ def table(args) -> str:
              f"2-D cells: exact W2 between {N:,} samples and {N:,} fresh target points (data "
              f"units); images: FD (rectflow's digits classifier; on shapes the same network "
              f"trained on the shapes' labels) between {scoring.DIGITS_N} samples and the "
-             f"{scoring.DIGITS_N} held-out images. Mean ± std over the seeds. "
+             f"{scoring.DIGITS_N} held-out images (tables titled \"1,500 samples\": "
+             "`run --image-samples 1500`, 1,500 samples against the same held-out images, "
+             "which lowers FD's sampling noise). Mean ± std over the seeds. "
              "Rows are ranked within their kind (1-RFs, 2-RFs, one-step students) in each "
              "column: `*` marks the best and `~` a tie with it (difference within "
              "2·sqrt(s₁² + s₂²)). "
@@ -397,6 +416,13 @@ def table(args) -> str:
                   + (f"; on images with `--seeds {images} --targets digits,shapes "
                      "--libs rectflow,torchcfm`" if images else "") + "):", ""]
         lines += [line.replace("## ", "### ", 1) for line in _tables(fresh, not_run=False)]
+        pooled = [r for r in rows + fresh if r["target"] in scoring.IMAGES]
+        if images and pooled:
+            lines += ["## Images over every seed", "",
+                      f"The image rows above and those of seeds {images} together "
+                      f"(seeds {', '.join(map(str, sorted({r['seed'] for r in pooled})))}):",
+                      ""]
+            lines += [line.replace("## ", "### ", 1) for line in _tables(pooled, not_run=False)]
     return "\n".join(lines)
 
 
@@ -404,6 +430,10 @@ def _run_args(r) -> None:
     r.add_argument("--libs", default="", help="comma-separated subset of " + ",".join(LIBRARIES))
     r.add_argument("--targets", default="", help="comma-separated subset of " + ",".join(TARGETS))
     r.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2)")
+    r.add_argument("--image-samples", type=int, default=scoring.DIGITS_N,
+                   help=f"samples scored on images, against the {scoring.DIGITS_N} held-out "
+                        f"ones (default {scoring.DIGITS_N}; more lowers the FD's sampling "
+                        "noise)")
 
 
 def main(argv=None) -> None:
@@ -413,8 +443,8 @@ def main(argv=None) -> None:
 
 # its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
 SMOKE_RUNS = [["run", "--targets", "moons", "--seeds", "0", "--results", "{tmp}/own.jsonl"],
-              ["run", "--targets", "shapes", "--libs", "rectflow", "--seeds", "0", "--results",
-               "{tmp}/own.jsonl"],
+              ["run", "--targets", "shapes", "--libs", "rectflow", "--seeds", "0",
+               "--image-samples", "100", "--results", "{tmp}/own.jsonl"],
                ["table", "--results", "{tmp}/own.jsonl"]]
 
 

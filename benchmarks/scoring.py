@@ -4,8 +4,9 @@ images) at a few step counts, mean ± std over seeds, and the tie rule of ``rect
 On the 2-D targets every figure is an exact W2 (optimal assignment) between ``n`` samples and
 ``n`` fresh target points, in the data's own units, beside the floor: W2 between two
 independent draws of ``n`` target points. On digits it is the Fréchet distance in the features
-of rectflow's digits classifier (:mod:`rectflow.analysis.features`) between the samples and the 297
-held-out images, beside its floor: FD between held-out and training images at the same n; on
+of rectflow's digits classifier (:mod:`rectflow.analysis.features`) between 297 samples (or
+``samples``: more lowers FD's sampling noise) and the 297 held-out images, beside its floor: FD
+between held-out and as many training images; on
 the generated shapes (``shapes.py``) the same, with that classifier trained on the shapes'
 labels. Rows whose difference is within ``2·sqrt(s_a² + s_b²)`` of the seeds' spread
 are ties (:func:`rectflow.core.metrics.tie_groups`)."""
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 
 from rectflow.data import load_dataset
-from rectflow.core.seeding import noise
+from rectflow.core.seeding import generator, noise
 from rectflow.analysis.evaluate import reference_data
 from rectflow.core.metrics import Summary, metric_floor, summarize, tie_groups, w2
 from rectflow.core.solvers import solve
@@ -37,11 +38,18 @@ def reference(target: str, n: int, seed: int) -> torch.Tensor:
     return reference_data(load_dataset({"name": target}, "test"), n, seed)
 
 
-def floor(target: str, n: int, seed: int = 0) -> Summary:
+def floor(target: str, n: int, seed: int = 0, samples: int = DIGITS_N) -> Summary:
+    """The floor at ``n`` 2-D points; on images FD between ``samples`` training images and the
+    held-out ones (at ``DIGITS_N``: equal subsets, :func:`fd_floor`)."""
     if target in IMAGES:
-        from rectflow.analysis.features import fd_floor
-        return fd_floor(_features(target)[0], _all(target, "test"), _all(target, "train"),
-                        DIGITS_N, seed, repeats=3)
+        from rectflow.analysis.features import fd_floor, frechet_distance
+        ex, held_out, train = _features(target)[0], _all(target, "test"), _all(target, "train")
+        if samples == DIGITS_N:
+            return fd_floor(ex, held_out, train, DIGITS_N, seed, repeats=3)
+        ref = ex.stats(held_out)
+        return summarize([frechet_distance(ex.stats(train[torch.randperm(
+            len(train), generator=generator(seed, "fd-floor", r))[:samples]]), ref)
+            for r in range(3)])
     ds = load_dataset({"name": target}, "test")
     return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
 
@@ -104,13 +112,15 @@ def _fd(x: torch.Tensor, target: str) -> float:
 
 @torch.no_grad()
 def score(velocity: Velocity, target: str, n: int, seed: int, columns=None,
-          to_data: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, float]:
-    """W2 (FD on digits) of the samples of ``velocity`` (x at t=0 is N(0, I), data at t=1),
-    at each (label, solver, steps) column; ``to_data`` maps model space to data units (2-D
-    only: images are scored in model space, [-1, 1])."""
+          to_data: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+          samples: int = DIGITS_N) -> dict[str, float]:
+    """W2 (FD on images) of the samples of ``velocity`` (x at t=0 is N(0, I), data at t=1),
+    at each (label, solver, steps) column: ``n`` samples against ``n`` fresh points on 2-D,
+    ``samples`` samples against the held-out images on images; ``to_data`` maps model space
+    to data units (2-D only: images are scored in model space, [-1, 1])."""
     columns = columns or columns_of(target)
     if target in IMAGES:
-        x0 = noise(DIGITS_N, IMAGE_SHAPE, seed, "bench-noise")
+        x0 = noise(samples, IMAGE_SHAPE, seed, "bench-noise")
         return {label: _fd(solve(velocity, x0, method=solver, steps=k).x.clamp(-1, 1), target)
                 for label, solver, k in columns}
     x0, ref = noise(n, (2,), seed, "bench-noise"), reference(target, n, seed)
@@ -151,12 +161,13 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def score_flow(flow, target: str, n: int, seed: int, columns=None) -> dict[str, float]:
+def score_flow(flow, target: str, n: int, seed: int, columns=None,
+               samples: int = DIGITS_N) -> dict[str, float]:
     """:func:`score` of a loaded :class:`rectflow.Flow` (its objective's velocity, its
     normalisation back to data units)."""
     from rectflow.data.base import Normalization
     norm = Normalization(**(flow.card.normalization or {}))
-    return score(flow.velocity, target, n, seed, columns, norm.to_raw)
+    return score(flow.velocity, target, n, seed, columns, norm.to_raw, samples)
 
 
 def bench_cli(doc: str, results: Path, markdown: Path, run: Callable, table: Callable,

@@ -69,3 +69,29 @@ def test_an_image_row_whose_network_the_cpu_fit_shrank_is_refused(bench):
     own._check_recipe_width(flow(want), "digits")   # the recipe's: passes
     with pytest.raises(SystemExit, match=f"width {want // 2}, not the recipe's {want}"):
         own._check_recipe_width(flow(want // 2), "shapes")
+
+
+def test_image_rows_scored_at_another_sample_count_get_their_own_table(bench, monkeypatch):
+    """``run --image-samples M`` scores M samples against the held-out images: FD's sampling
+    noise falls with M, so those rows are never pooled or ranked with rows at 297 (older rows,
+    written before the option, count as 297), and their floor is taken at M."""
+    import torch
+    own, _, scoring = bench
+    drawn = []
+    monkeypatch.setattr(scoring, "_fd", lambda x, target: drawn.append(len(x)) or 1.0)
+    still = lambda x, t: torch.zeros_like(x)   # noqa: E731 - a velocity that keeps x0
+    assert scoring.score(still, "shapes", 64, 0, own.ONE_STEP, samples=40) == {"@1": 1.0}
+    assert scoring.score(still, "shapes", 64, 0, own.ONE_STEP) == {"@1": 1.0}
+    assert drawn == [40, scoring.DIGITS_N]
+    floors = []
+    monkeypatch.setattr(scoring, "floor",
+                        lambda t, n, seed=0, samples=scoring.DIGITS_N: floors.append(samples)
+                        or scoring.Summary(0.5, 0.1, 3))
+    row = lambda seed, fd, **m: {"target": "shapes", "seed": seed, "row": "rectflow distill",  # noqa: E731
+                                 "w2": {"@1": fd}, **m}
+    rows = [row(0, 20.0), row(1, 22.0, samples=297), row(0, 9.0, samples=1500),
+            row(1, 11.0, samples=1500)]
+    text = "\n".join(own._tables(rows, not_run=False))
+    assert "## shapes (floor" in text and "21.0 ± 1.4" in text
+    assert "## shapes, 1,500 samples against the 297 held-out images (floor" in text
+    assert "10.0 ± 1.4" in text and sorted(floors) == [297, 1500]
