@@ -121,6 +121,9 @@ import signal, sys, time
 from rectflow.errors import StageInterrupted
 from rectflow.io import graceful_interrupts
 step, deadline = 0, time.monotonic() + 60
+# what was installed before (a shell's background job starts with SIGINT ignored, not Python's
+# default_int_handler): the handlers must come back to exactly these
+before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
 try:
     with graceful_interrupts() as stop:
         print("ready", flush=True)
@@ -130,8 +133,7 @@ try:
                 raise StageInterrupted(stop.requested, step, resume="rectflow train --resume")
         sys.exit(99)
 except StageInterrupted as e:
-    restored = (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    restored = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     print(f"caught {e.signum} restored={restored} step={e.step}: {e}", flush=True)
     sys.exit(e.exit_code)
 """
