@@ -138,13 +138,12 @@ differences between two rows on each seed (paired) are noted where the unpaired 
   the scoring's own noise, as the three draws of one student span 21.2 to 26.8.
 - **FD at 297 samples is noisy on shapes**: four draws of 297 samples of one student give
   std 2.6; of 1,000 samples, 1.0; of 3,000 samples, 0.75 (all against the same 297 held-out
-  images). rectflow's seed-to-seed spread on shapes (about 2) is mostly that noise.
-  `own_defaults.py run --image-samples 1500` scores 1,500 samples against the same held-out
+  images). `own_defaults.py run --image-samples 1500` scores 1,500 samples against the same held-out
   images (digits have 1,500 training images, the floor's other side); `OWN_DEFAULTS.md` holds
-  those rows in their own tables. There rectflow's spread falls (digits students, seeds 0-2:
-  ± 0.95 at 297 samples, ± 0.41 at 1,500) and TorchCFM's does not (± 1.7 and ± 2.4; shapes
-  ± 7.7 and ± 7.5, its seeds 19.2, 33.5, 30.4): its spread comes from its training, not from
-  the scoring. The verdicts stay: over seeds 0-4 the students give 7.2 ± 0.4 against 11.0 ±
+  those rows in their own tables. There rectflow's spread falls on digits (students, seeds
+  0-2: ± 0.95 at 297 samples, ± 0.41 at 1,500) but not on shapes (± 2.2 and ± 1.4; seeds 0-4
+  ± 1.8 and ± 1.7), and TorchCFM's falls on neither (digits ± 1.7 and ± 2.4; shapes ± 7.7 and
+  ± 7.5, its seeds 19.2, 33.5, 30.4): those spreads come from training, not from the scoring. The verdicts stay: over seeds 0-4 the students give 7.2 ± 0.4 against 11.0 ±
   2.2 on digits and 21.8 ± 1.7 against 29.0 ± 5.6 on shapes, lower means and both ties.
 - Not run (time): reflow t logit-normal, an LPIPS-like loss (the only image feature network
   here is the classifier that scores FD; training on it would grade the model by its own
