@@ -366,7 +366,7 @@ def _tables(rows: list[dict], not_run: bool) -> list[str]:
             cells = [scoring.cell(res[key][c], mk[c][key]) if c in res[key] else "—"
                      for c in cols]
             lines.append(f"| {key.split()[0]} | {ROWS[key]} | " + " | ".join(cells) + " |")
-        for (lib, target), why in (NOT_RUN.items() if not_run else ()):
+        for (lib, target), why in (NOT_RUN.items() if not_run and not what else ()):
             if target == t and f"{lib} rf1" not in res:
                 lines.append(f"| {lib} | not run: {why} |" + " |" * len(cols))
         lines.append("")
