@@ -350,8 +350,8 @@ def _tables(rows: list[dict], not_run: bool) -> list[str]:
         f = scoring.floor(t, N, samples=m or scoring.DIGITS_N)
         cols = [c[0] for c in scoring.columns_of(t)]
         name = scoring.metric(t)
-        what = "" if m in (None, scoring.DIGITS_N) else \
-            f", {m:,} samples against the {scoring.DIGITS_N} held-out images"
+        usual = m in (None, scoring.DIGITS_N)   # 2-D, or images at the held-out set's size
+        what = "" if usual else f", {m:,} samples against the {scoring.DIGITS_N} held-out images"
         lines += [f"## {t}{what} (floor {scoring.cell(f)})", "",
                   "| library | model | " + " | ".join(f"{name} {c}" for c in cols) + " |",
                   "|---|---" + "|---" * len(cols) + "|"]
@@ -366,7 +366,7 @@ def _tables(rows: list[dict], not_run: bool) -> list[str]:
             cells = [scoring.cell(res[key][c], mk[c][key]) if c in res[key] else "—"
                      for c in cols]
             lines.append(f"| {key.split()[0]} | {ROWS[key]} | " + " | ".join(cells) + " |")
-        for (lib, target), why in (NOT_RUN.items() if not_run and not what else ()):
+        for (lib, target), why in (NOT_RUN.items() if not_run and usual else ()):
             if target == t and f"{lib} rf1" not in res:
                 lines.append(f"| {lib} | not run: {why} |" + " |" * len(cols))
         lines.append("")

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from rectflow.data import load_dataset
-from rectflow.core.seeding import generator, noise
+from rectflow.core.seeding import noise
 from rectflow.analysis.evaluate import reference_data
 from rectflow.core.metrics import Summary, metric_floor, summarize, tie_groups, w2
 from rectflow.core.solvers import solve
@@ -40,16 +40,11 @@ def reference(target: str, n: int, seed: int) -> torch.Tensor:
 
 def floor(target: str, n: int, seed: int = 0, samples: int = DIGITS_N) -> Summary:
     """The floor at ``n`` 2-D points; on images FD between ``samples`` training images and the
-    held-out ones (at ``DIGITS_N``: equal subsets, :func:`fd_floor`)."""
+    held-out ones."""
     if target in IMAGES:
-        from rectflow.analysis.features import fd_floor, frechet_distance
-        ex, held_out, train = _features(target)[0], _all(target, "test"), _all(target, "train")
-        if samples == DIGITS_N:
-            return fd_floor(ex, held_out, train, DIGITS_N, seed, repeats=3)
-        ref = ex.stats(held_out)
-        return summarize([frechet_distance(ex.stats(train[torch.randperm(
-            len(train), generator=generator(seed, "fd-floor", r))[:samples]]), ref)
-            for r in range(3)])
+        from rectflow.analysis.features import fd_floor
+        return fd_floor(_features(target)[0], _all(target, "test"), _all(target, "train"),
+                        DIGITS_N, seed, repeats=3, samples=samples)
     ds = load_dataset({"name": target}, "test")
     return metric_floor(lambda k, g: ds.sample(k, g), n, w2, seed=seed, repeats=3)
 

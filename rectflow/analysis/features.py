@@ -246,20 +246,23 @@ def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.n
 
 
 def fd_floor(extractor: Extractor, held_out: torch.Tensor, train: torch.Tensor, n: int,
-             seed: int = 0, repeats: int = 1):
+             seed: int = 0, repeats: int = 1, samples: int | None = None):
     """The noise floor of the Fréchet distance at ``n`` samples: FD between ``n`` held-out
     images and ``n`` training images (random subsets drawn from ``generator(seed, ...)``),
     over ``repeats`` draws, as a :class:`rectflow.core.metrics.Summary`. A model cannot be told
-    apart from the data at this ``n`` once its FD is within this floor."""
+    apart from the data at this ``n`` once its FD is within this floor. ``samples``: the
+    training images per draw when a model is scored with another number of samples than
+    ``n`` held-out images (default ``n``)."""
     from ..core.metrics import summarize
-    if n < 2 or n > min(len(held_out), len(train)):
-        raise UserError(f"the FD floor at n={n} needs 2 <= n <= min(held-out, train) = "
-                        f"{min(len(held_out), len(train))}")
+    m = n if samples is None else samples
+    if n < 2 or m < 2 or n > len(held_out) or m > len(train):
+        raise UserError(f"the FD floor at n={n}, samples={m} needs 2 <= n <= held-out "
+                        f"({len(held_out)}) and 2 <= samples <= train ({len(train)})")
     vals = []
     for r in range(repeats):
         g = generator(seed, "fd-floor", r)
         a = held_out[torch.randperm(len(held_out), generator=g)[:n]]
-        b = train[torch.randperm(len(train), generator=g)[:n]]
+        b = train[torch.randperm(len(train), generator=g)[:m]]
         vals.append(frechet_distance(extractor.stats(a), extractor.stats(b)))
     return summarize(vals)
 

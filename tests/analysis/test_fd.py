@@ -55,6 +55,12 @@ def test_fd_floor_is_below_a_shifted_model_and_seeded():
     assert shifted > floor.mean + 10 * floor.std
     with pytest.raises(UserError, match="n=500"):
         fd_floor(e, held, train, 500)
+    # a model scored with more samples than the held-out set has: the floor at that count
+    # lies below the equal-size one, as the training side's sampling noise falls
+    more = fd_floor(e, held, train, 300, seed=0, repeats=3, samples=1000)
+    assert more.k == 3 and 0 < more.mean < floor.mean
+    with pytest.raises(UserError, match="samples=1001"):
+        fd_floor(e, held, train, 300, samples=1001)
 
 
 def test_classifier_training_leaves_the_global_rng_alone(monkeypatch):
