@@ -5,6 +5,7 @@ table is kept in ``benchmarks/IMAGE_ABLATION.md``.
 
     python benchmarks/image_ablation.py run --part rounds    # reflow and distill variants
     python benchmarks/image_ablation.py run --part chain     # whole chains (--target shapes)
+    python benchmarks/image_ablation.py run --part fit       # the student: fit or generalise?
     python benchmarks/image_ablation.py table --write        # -> IMAGE_ABLATION.md
 
 Part ``rounds`` trains the 1-RF of rectflow 0.2's image recipe (``V02``: width 16, reflow and
@@ -12,7 +13,9 @@ distill lr 3e-4) once per seed and couples its pairs once; every reflow row trai
 same pairs from the same 1-RF, and every distillation row on the pairs of the 0.2 reflow
 (coupled once), from that reflow unless its row says otherwise. Part ``chain`` runs the whole
 chain (1-RF, couple, reflow, couple, distill) with a row's recipe, as
-``own_defaults.run_rectflow`` does. Every row is scored by :mod:`scoring` (FD in rectflow's
+``own_defaults.run_rectflow`` does. Part ``fit`` runs the chain at the current defaults and
+asks whether the student is limited by fitting its pairs or by what it makes of fresh noise
+(:data:`FIT`). Every row of rounds and chain is scored by :mod:`scoring` (FD in rectflow's
 classifier's features, 297 samples against the 297 held-out images).
 """
 from __future__ import annotations
@@ -176,6 +179,32 @@ def rounds_jobs(seed: int, work: Path, out: Path, names: list[str]) -> None:
                                  "w2": scoring.score_flow(flow, TARGET, N, seed, ONE)})
 
 
+# part fit: FD of as many images as the round has pairs (2,000), against the held-out images
+FIT = ("round-2 pairs' endpoints z1", "student, one step from the pairs' own x0",
+       "student, one step from fresh noise")
+
+
+def fit_job(seed: int, work: Path, out: Path, target: str) -> None:
+    """The chain at rectflow's defaults (``own_defaults.run_rectflow``, whose own scores are
+    ``own_defaults.py``'s rows and are not kept), then the :data:`FIT` rows: a student that
+    fits its pairs reproduces their endpoints from their x0; if it does so but fresh noise
+    gives worse images, more pairs, not a better fit, is what it lacks."""
+    import torch
+    import rectflow
+    from rectflow.core.solvers import solve
+    from rectflow.data.pairs import PairsDataset
+    own_defaults.run_rectflow(target, seed, work, rf2=False)
+    pairs = PairsDataset(work / "pairs2")
+    x0, z1 = pairs.head(pairs.n)
+    student = rectflow.load(work / "distill")
+    with torch.no_grad():
+        own = solve(student.velocity, x0, method="euler", steps=1).x
+    fresh = scoring.score_flow(student, target, N, seed, ONE, samples=pairs.n)[ONE[0][0]]
+    for name, fd in zip(FIT, (scoring.fd(z1, target), scoring.fd(own, target), fresh)):
+        scoring.append(out, {"part": "fit", "target": target, "seed": seed, "row": name,
+                             "w2": {f"FD of {pairs.n:,}": fd}})
+
+
 def chain_job(seed: int, work: Path, out: Path, name: str, target: str) -> None:
     for key, w in own_defaults.run_rectflow(target, seed, work, CHAIN[name]):
         scoring.append(out, {"part": "chain", "seed": seed, "row": f"{name}: {key.split()[1]}",
@@ -188,7 +217,8 @@ def run(args) -> None:
             for r in scoring.read(out)}
     if args.part == "rounds" and args.target != TARGET:
         raise SystemExit(f"part rounds runs on {TARGET} only; --target is for part chain")
-    every = list(REFLOW) + list(DISTILL) if args.part == "rounds" else list(CHAIN)
+    every = {"rounds": list(REFLOW) + list(DISTILL), "chain": list(CHAIN),
+             "fit": [FIT[-1]]}[args.part]
     names = args.rows.split(";") if args.rows else every
     unknown = sorted(set(names) - set(every))
     if unknown:
@@ -197,6 +227,8 @@ def run(args) -> None:
     for seed in seeds:
         if args.part == "rounds":
             todo = [[n for n in names if (TARGET, "rounds", seed, n) not in done]]
+        elif args.part == "fit":
+            todo = [names if (args.target, "fit", seed, FIT[-1]) not in done else []]
         else:
             todo = [[n] for n in names
                     if (args.target, "chain", seed, f"{n}: distill") not in done]
@@ -207,6 +239,8 @@ def run(args) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if args.part == "rounds":
                     rounds_jobs(seed, Path(tmp), out, job)
+                elif args.part == "fit":
+                    fit_job(seed, Path(tmp), out, args.target)
                 else:
                     chain_job(seed, Path(tmp), out, job[0], args.target)
             print(f"[{args.part}] seed {seed} {'; '.join(job)}: "
@@ -290,15 +324,26 @@ def table(args) -> str:
                 group += [n for n in peer if f"({stage}," in n]
                 lines += [f"## Whole chain, {target}: {what}", "",
                           *_group_table(chain, group, _label)]
+    for target in scoring.IMAGES:
+        fit = scoring.summaries([r for r in rows if r["part"] == "fit"
+                                 and r["target"] == target], "row")
+        if fit:
+            col = next(iter(fit[FIT[0]]))
+            lines += [f"## Fit or generalisation, {target}: the student at rectflow's defaults",
+                      "", f"`run --part fit --target {target}`: FD of {col.split()[-1]} images each "
+                      "(as many as the round has pairs) against the held-out images, mean ± "
+                      "std over the seeds; unranked, as the rows measure different things.",
+                      "", "| images | FD |", "|---|---|",
+                      *(f"| {n} | {scoring.cell(fit[n][col])} |" for n in FIT if n in fit), ""]
     return "\n".join(lines)
 
 
 def _run_args(r) -> None:
-    r.add_argument("--part", choices=("rounds", "chain"), default="rounds")
+    r.add_argument("--part", choices=("rounds", "chain", "fit"), default="rounds")
     r.add_argument("--rows", default="", help="';'-separated subset of the part's rows")
     r.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2)")
     r.add_argument("--target", choices=scoring.IMAGES, default=TARGET,
-                   help="the image set of part chain")
+                   help="the image set of parts chain and fit")
 
 
 def main(argv=None) -> None:
@@ -311,6 +356,7 @@ SMOKE_RUNS = [["run", "--rows", "reflow default;reflow pseudo-Huber;distill from
                "--results", "{tmp}/i.jsonl"],
               ["run", "--part", "chain", "--rows", "1-RF lr 2e-3", "--results",
                "{tmp}/i.jsonl"],
+              ["run", "--part", "fit", "--target", "shapes", "--results", "{tmp}/i.jsonl"],
               ["table", "--results", "{tmp}/i.jsonl"]]
 
 

@@ -99,10 +99,11 @@ def _features(target: str):
     return _FEATURES[target]
 
 
-def _fd(x: torch.Tensor, target: str) -> float:
+def fd(x: torch.Tensor, target: str) -> float:
+    """FD between images ``x`` (model space, clamped to [-1, 1]) and the held-out images."""
     from rectflow.analysis.features import frechet_distance
     ex, ref = _features(target)
-    return frechet_distance(ex.stats(x), ref)
+    return frechet_distance(ex.stats(x.clamp(-1, 1)), ref)
 
 
 @torch.no_grad()
@@ -116,7 +117,7 @@ def score(velocity: Velocity, target: str, n: int, seed: int, columns=None,
     columns = columns or columns_of(target)
     if target in IMAGES:
         x0 = noise(samples, IMAGE_SHAPE, seed, "bench-noise")
-        return {label: _fd(solve(velocity, x0, method=solver, steps=k).x.clamp(-1, 1), target)
+        return {label: fd(solve(velocity, x0, method=solver, steps=k).x, target)
                 for label, solver, k in columns}
     x0, ref = noise(n, (2,), seed, "bench-noise"), reference(target, n, seed)
     return {label: w2(to_data(solve(velocity, x0, method=solver, steps=k).x), ref)

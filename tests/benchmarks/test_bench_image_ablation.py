@@ -77,3 +77,19 @@ def test_chain_rows_are_tabled_per_image_set_beside_both_libraries_defaults(benc
     assert "| TorchCFM (distill, own_defaults.py) | 41.0 ± 1.0 |" in shapes
     assert "| rectflow at its defaults (distill, own_defaults.py) | 31.0 ± 1.0 |" in shapes
     assert "| 1-RF width 32 | 10.0 ± 1.0 * |" in shapes
+
+
+def test_fit_rows_get_their_own_unranked_table_per_image_set(bench, tmp_path, monkeypatch):
+    ab, _ = bench
+    monkeypatch.setattr(ab, "HERE", tmp_path)          # no own_defaults rows: none needed
+    results = tmp_path / "i.jsonl"
+    rows = [{"part": "fit", "target": "shapes", "seed": s, "row": name,
+             "w2": {"FD of 2,000": base + s}}
+            for s in range(3) for name, base in zip(ab.FIT, (17.0, 17.5, 21.0))]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = ab.table(argparse.Namespace(results=str(results)))
+    assert "## Fit or generalisation, digits" not in text     # no rows, no section
+    fit = text[text.index("## Fit or generalisation, shapes"):]
+    assert "FD of 2,000 images each" in fit
+    assert f"| {ab.FIT[0]} | 18.0 ± 1.0 |" in fit              # unranked: no * or ~
+    assert f"| {ab.FIT[2]} | 22.0 ± 1.0 |" in fit
