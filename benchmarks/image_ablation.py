@@ -279,7 +279,7 @@ def _peers(target: str = TARGET) -> dict:
     names = {"torchcfm": "TorchCFM", "rectflow": "rectflow at its defaults"}
     rows = [r for r in scoring.read(HERE / "own_defaults.jsonl")
             if r["target"] == target and r["row"].split()[0] in names
-            and own_defaults._samples(r) == scoring.DIGITS_N]
+            and own_defaults._scored(r) == (scoring.DIGITS_N, own_defaults.BUDGET["image"][2])]
     return {f"{names[r.split()[0]]} ({r.split()[1]}, own_defaults.py)": v
             for r, v in scoring.summaries(rows, "row").items()}
 

@@ -77,19 +77,20 @@ def shape(target: str) -> tuple[int, ...]:
     return scoring.IMAGE_SHAPE if target in scoring.IMAGES else (2,)
 
 
-def pair_options(target: str) -> dict:
-    """``couple``'s options at the budget: its number of pairs (and, on images, solver steps)."""
-    _, _, pairs, (_, k) = budget(target)
-    return {"n": pairs, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
+def pair_options(target: str, pairs: int | None = None) -> dict:
+    """``couple``'s options at the budget: its number of pairs (``pairs`` if given) and, on
+    images, solver steps."""
+    _, _, n, (_, k) = budget(target)
+    return {"n": pairs or n, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
 
 
 # ------------------------------------------------------------------------------- rectflow
 def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None, *,
                  data: str | None = None, n: int | None = None, rf2: bool = True,
-                 samples: int = scoring.DIGITS_N) -> list[dict]:
+                 samples: int = scoring.DIGITS_N, pairs: int | None = None) -> list[dict]:
     """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
     ``target`` (images: ``samples`` against the held-out set); the 2-RF unless ``rf2`` is
-    False. ``recipe`` (ablation): options per stage, ``{"train" | "reflow" | "distill":
+    False; ``pairs`` per round instead of the budget's. ``recipe`` (ablation): options per stage, ``{"train" | "reflow" | "distill":
     {...}, "model": {...}}``; nothing given by default."""
     import rectflow
     steps, n, r = budget(target)[0], n or N, recipe or {}   # the batch is rectflow's default
@@ -98,10 +99,10 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
                          **r.get("train", {}))
     if target in scoring.IMAGES and "model" not in r:
         _check_recipe_width(rf1, target)
-    rf1.couple(work / "pairs1", seed=seed, **pair_options(target))
+    rf1.couple(work / "pairs1", seed=seed, **pair_options(target, pairs))
     flow2 = rectflow.reflow(work / "pairs1", out=work / "rf2", train_steps=steps, seed=seed,
                             evaluate=False, callback=quiet, **r.get("reflow", {}))
-    flow2.couple(work / "pairs2", seed=seed + 1000, **pair_options(target))
+    flow2.couple(work / "pairs2", seed=seed + 1000, **pair_options(target, pairs))
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet,
                                **r.get("distill", {}))
@@ -135,12 +136,14 @@ def _stream(target: str, seed: int):
     return lambda step: pairs.batch(step, budget(target)[1])
 
 
-def _pairs(velocity, target: str, seed: int):
-    """The budget's number of (x0, z1) pairs of a trained velocity field, from seeded noise."""
+def _pairs(velocity, target: str, seed: int, pairs: int | None = None):
+    """The budget's number (or ``pairs``) of (x0, z1) pairs of a trained velocity field, from
+    seeded noise."""
     import torch
     from rectflow.core.seeding import noise
     from rectflow.core.solvers import solve
     _, _, n, (solver, k) = budget(target)
+    n = pairs or n
     x0 = noise(n, shape(target), seed, "bench-pairs")
     with torch.no_grad():
         z1 = torch.cat([solve(velocity, x0[i:i + 1024], method=solver, steps=k).x
@@ -184,8 +187,8 @@ class TimeCat:
         return self.net(torch.cat([x, t.reshape(-1, 1).to(x.dtype).expand(x.shape[0], 1)], -1))
 
 
-def run_torchcfm(target: str, seed: int, work: Path,
-                 samples: int = scoring.DIGITS_N) -> list[dict]:
+def run_torchcfm(target: str, seed: int, work: Path, samples: int = scoring.DIGITS_N,
+                 pairs: int | None = None) -> list[dict]:
     """On digits: the network of TorchCFM's MNIST example, ``UNetModelWrapper(num_channels=32,
     num_res_blocks=1)``, with the channel multipliers it picks for 28 px (1, 2, 2), as it
     has none for 8 px; batch 128 as its example."""
@@ -213,12 +216,12 @@ def run_torchcfm(target: str, seed: int, work: Path,
 
     _adam_loop(net, cfm_loss, _stream(target, seed), 1e-3, seed, steps)
     rows = [("torchcfm rf1", scoring.score(v, target, N, seed, samples=samples))]
-    _adam_loop(net, cfm_loss, _paired(*_pairs(v, target, seed), target, seed), 1e-3,
+    _adam_loop(net, cfm_loss, _paired(*_pairs(v, target, seed, pairs), target, seed), 1e-3,
                seed + 1, steps)
     rows.append(("torchcfm rf2", scoring.score(v, target, N, seed, samples=samples)))
     zeros = torch.zeros(size)
     _adam_loop(net, lambda x0, z1: F.mse_loss(v(x0, zeros), z1 - x0),
-               _paired(*_pairs(v, target, seed + 1000), target, seed + 1), 1e-3, seed + 2,
+               _paired(*_pairs(v, target, seed + 1000, pairs), target, seed + 1), 1e-3, seed + 2,
                steps)
     rows.append(("torchcfm distill", scoring.score(v, target, N, seed, ONE_STEP,
                                                    samples=samples)))
@@ -304,7 +307,7 @@ NOT_RUN = {**{("lucidrains", t): "it ships no network for vectors (run_lucidrain
 
 def run(args) -> None:
     out = Path(args.results)
-    done = {(r["target"], r["seed"], r["row"], _samples(r)) for r in scoring.read(out)}
+    done = {(r["target"], r["seed"], r["row"], _scored(r)) for r in scoring.read(out)}
     libs = args.libs.split(",") if args.libs else LIBRARIES
     targets = args.targets.split(",") if args.targets else TARGETS
     asked = set(args.libs.split(","))   # lucidrains on 2-D only when asked by name
@@ -313,13 +316,14 @@ def run(args) -> None:
             if (lib, t) not in NOT_RUN or (lib in asked and t not in scoring.IMAGES)]
     for i, (lib, t, s) in enumerate(jobs):
         image = t in scoring.IMAGES
-        samples = args.image_samples if image else None
-        if i % args.of != args.shard or (t, s, f"{lib} rf1", samples) in done:
+        how = {"samples": args.image_samples, "pairs": args.image_pairs} if image else {}
+        if i % args.of != args.shard or (t, s, f"{lib} rf1", _scored({"target": t, **how})) \
+                in done:
             continue
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                rows = RUNNERS[lib](t, s, Path(tmp), **({"samples": samples} if image else {}))
+                rows = RUNNERS[lib](t, s, Path(tmp), **how)
             except ModuleNotFoundError as e:
                 if lib == "rectflow" or (e.name or "").startswith("rectflow."):
                     raise
@@ -329,29 +333,34 @@ def run(args) -> None:
         secs = time.perf_counter() - started
         for key, w in rows:
             scoring.append(out, {"target": t, "seed": s, "row": key, "w2": w, "job_s": secs,
-                                 **({"samples": samples} if image else {})})
+                                 **how})
         print(f"[{args.shard}] {lib} {t} seed {s}: {secs:.0f} s", file=sys.stderr, flush=True)
 
 
-def _samples(row: dict) -> int | None:
-    """How many samples an image row was scored with (rows before the option: the held-out
-    set's size); None on 2-D."""
-    return row.get("samples", scoring.DIGITS_N) if row["target"] in scoring.IMAGES else None
+def _scored(row: dict) -> tuple[int | None, int | None]:
+    """(samples scored, pairs per round) of an image row (rows before the options: the
+    held-out set's size, the budget's pairs); (None, None) on 2-D."""
+    if row["target"] not in scoring.IMAGES:
+        return None, None
+    return row.get("samples", scoring.DIGITS_N), row.get("pairs", BUDGET["image"][2])
 
 
 def _tables(rows: list[dict], not_run: bool) -> list[str]:
-    """One table per target of ``rows`` (per target and sample count on images), rows ranked
-    within their kind."""
+    """One table per target of ``rows`` (on images per sample count and pairs per round),
+    rows ranked within their kind."""
     lines: list[str] = []
-    for t, m in [(t, m) for t in TARGETS for m in sorted({_samples(r) for r in rows
-                                                          if r["target"] == t})]:
-        sel = [r for r in rows if r["target"] == t and _samples(r) == m]
+    for t, (m, p) in [(t, k) for t in TARGETS
+                      for k in sorted({_scored(r) for r in rows if r["target"] == t})]:
+        sel = [r for r in rows if r["target"] == t and _scored(r) == (m, p)]
         res = scoring.summaries(sel, "row")
         f = scoring.floor(t, N, samples=m or scoring.DIGITS_N)
         cols = [c[0] for c in scoring.columns_of(t)]
         name = scoring.metric(t)
-        usual = m in (None, scoring.DIGITS_N)   # 2-D, or images at the held-out set's size
-        what = "" if usual else f", {m:,} samples against the {scoring.DIGITS_N} held-out images"
+        # 2-D, or images at the held-out set's size and the budget's pairs
+        usual = (m, p) in ((None, None), (scoring.DIGITS_N, BUDGET["image"][2]))
+        what = "".join([f", {p:,} pairs per round" if p not in (None, BUDGET["image"][2])
+                        else "", f", {m:,} samples against the {scoring.DIGITS_N} held-out "
+                        "images" if m not in (None, scoring.DIGITS_N) else ""])
         lines += [f"## {t}{what} (floor {scoring.cell(f)})", "",
                   "| library | model | " + " | ".join(f"{name} {c}" for c in cols) + " |",
                   "|---|---" + "|---" * len(cols) + "|"]
@@ -392,7 +401,9 @@ def table(args) -> str:
              "`run --image-samples 1500`, 1,500 samples against the same held-out images, "
              "which lowers FD's sampling noise; their floor is FD between 1,500 training "
              "images and the held-out ones, and digits have exactly 1,500, so its three draws "
-             "agree). Mean ± std over the seeds. "
+             "agree; tables titled \"10,000 pairs\": `run --image-pairs 10000`, that many "
+             "pairs per round for both libraries, all else the same). Mean ± std over the "
+             "seeds. "
              "Rows are ranked within their kind (1-RFs, 2-RFs, one-step students) in each "
              "column: `*` marks the best and `~` a tie with it (difference within "
              "2·sqrt(s₁² + s₂²)). "
@@ -436,6 +447,9 @@ def _run_args(r) -> None:
                    help=f"samples scored on images, against the {scoring.DIGITS_N} held-out "
                         f"ones (default {scoring.DIGITS_N}; more lowers the FD's sampling "
                         "noise)")
+    r.add_argument("--image-pairs", type=int, default=BUDGET["image"][2],
+                   help=f"pairs per reflow round on images, for every library (default "
+                        f"{BUDGET['image'][2]:,}, the budget's)")
 
 
 def main(argv=None) -> None:

@@ -78,7 +78,7 @@ def test_image_rows_scored_at_another_sample_count_get_their_own_table(bench, mo
     import torch
     own, _, scoring = bench
     drawn = []
-    monkeypatch.setattr(scoring, "_fd", lambda x, target: drawn.append(len(x)) or 1.0)
+    monkeypatch.setattr(scoring, "fd", lambda x, target: drawn.append(len(x)) or 1.0)
     still = lambda x, t: torch.zeros_like(x)   # noqa: E731 - a velocity that keeps x0
     assert scoring.score(still, "shapes", 64, 0, own.ONE_STEP, samples=40) == {"@1": 1.0}
     assert scoring.score(still, "shapes", 64, 0, own.ONE_STEP) == {"@1": 1.0}
@@ -95,3 +95,34 @@ def test_image_rows_scored_at_another_sample_count_get_their_own_table(bench, mo
     assert "## shapes (floor" in text and "21.0 ± 1.4" in text
     assert "## shapes, 1,500 samples against the 297 held-out images (floor" in text
     assert "10.0 ± 1.4" in text and sorted(floors) == [297, 1500]
+
+
+def test_image_pairs_reach_every_library_and_get_their_own_table(bench, tmp_path, monkeypatch):
+    """``run --image-pairs P`` gives both libraries P pairs per round and records it; rows at
+    another pair count (older rows count as the budget's) are tabled apart, never pooled."""
+    own, _, scoring = bench
+    calls = []
+
+    def runner(lib):
+        def go(t, s, work, samples, pairs):
+            calls.append((lib, samples, pairs))
+            return [(f"{lib} rf1", {"@1": 1.0})]
+        return go
+    monkeypatch.setattr(own, "RUNNERS", {lib: runner(lib) for lib in ("rectflow", "torchcfm")})
+    results = tmp_path / "own.jsonl"
+    for _ in range(2):                    # the second run finds its rows done and skips them
+        own.run(argparse.Namespace(results=str(results), libs="rectflow,torchcfm",
+                                   targets="shapes", seeds="0", image_samples=40,
+                                   image_pairs=500, of=1, shard=0))
+    assert calls == [("rectflow", 40, 500), ("torchcfm", 40, 500)]
+    assert {r["pairs"] for r in scoring.read(results)} == {500}
+    monkeypatch.setattr(scoring, "floor", lambda t, n, seed=0, samples=scoring.DIGITS_N:
+                        scoring.Summary(0.5, 0.1, 3))
+    row = lambda seed, fd, **m: {"target": "shapes", "seed": seed, "row": "rectflow distill",  # noqa: E731
+                                 "w2": {"@1": fd}, **m}
+    rows = [row(0, 20.0), row(1, 22.0, pairs=16), row(0, 9.0, pairs=500),
+            row(1, 11.0, pairs=500), row(0, 5.0, pairs=500, samples=1500)]
+    text = "\n".join(own._tables(rows, not_run=False))
+    assert "## shapes (floor" in text and "21.0 ± 1.4" in text    # budget's 16 pairs pooled
+    assert "## shapes, 500 pairs per round (floor" in text and "10.0 ± 1.4" in text
+    assert "## shapes, 500 pairs per round, 1,500 samples against the 297 held-out" in text
