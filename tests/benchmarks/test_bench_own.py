@@ -126,3 +126,21 @@ def test_image_pairs_reach_every_library_and_get_their_own_table(bench, tmp_path
     assert "## shapes (floor" in text and "21.0 ± 1.4" in text    # budget's 16 pairs pooled
     assert "## shapes, 500 pairs per round (floor" in text and "10.0 ± 1.4" in text
     assert "## shapes, 500 pairs per round, 1,500 samples against the 297 held-out" in text
+
+
+def test_images_over_every_seed_pool_only_what_the_fresh_seeds_ran(bench, tmp_path,
+                                                                    monkeypatch):
+    own, _, scoring = bench
+    monkeypatch.setattr(scoring, "floor", lambda t, n, seed=0, samples=scoring.DIGITS_N:
+                        scoring.Summary(0.5, 0.1, 3))
+    row = lambda seed, fd, **m: {"target": "shapes", "seed": seed, "row": "rectflow distill",  # noqa: E731
+                                 "w2": {"@1": fd}, **m}
+    results = tmp_path / "own_defaults.jsonl"
+    for r in (row(0, 20.0), row(1, 22.0), row(0, 9.0, pairs=500), row(1, 11.0, pairs=500)):
+        scoring.append(results, r)
+    for r in (row(3, 24.0), row(4, 26.0)):
+        scoring.append(tmp_path / "own_defaults_fresh.jsonl", r)
+    text = own.table(argparse.Namespace(results=str(results)))
+    pooled = text[text.index("## Images over every seed"):]
+    assert "### shapes (floor" in pooled and "23.0 ± 2.6" in pooled   # seeds 0, 1, 3, 4
+    assert "500 pairs" not in pooled and "## shapes, 500 pairs per round" in text
