@@ -84,7 +84,8 @@ def pair_options(target: str, pairs: int | None = None) -> dict:
     """``couple``'s options at the budget: its number of pairs (``pairs`` if given) and, on
     images, solver steps."""
     _, _, n, (_, k) = budget(target)
-    return {"n": pairs or n, "callback": quiet, **({"steps": k} if target in scoring.IMAGES else {})}
+    return {"n": pairs or n, "callback": quiet,
+            **({"steps": k} if target in scoring.IMAGES else {})}
 
 
 # ------------------------------------------------------------------------------- rectflow
@@ -93,8 +94,9 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
                  samples: int = scoring.DIGITS_N, pairs: int | None = None) -> list[dict]:
     """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
     ``target`` (images: ``samples`` against the held-out set); the 2-RF unless ``rf2`` is
-    False; ``pairs`` per round instead of the budget's. ``recipe`` (ablation): options per stage, ``{"train" | "reflow" | "distill":
-    {...}, "model": {...}}``; nothing given by default."""
+    False; ``pairs`` per round instead of the budget's. ``recipe`` (ablation): options per
+    stage, ``{"train" | "reflow" | "distill": {...}, "model": {...}}``; nothing given by
+    default."""
     import rectflow
     steps, n, r = budget(target)[0], n or N, recipe or {}   # the batch is rectflow's default
     rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
@@ -224,8 +226,8 @@ def run_torchcfm(target: str, seed: int, work: Path, samples: int = scoring.DIGI
     rows.append(("torchcfm rf2", scoring.score(v, target, N, seed, samples=samples)))
     zeros = torch.zeros(size)
     _adam_loop(net, lambda x0, z1: F.mse_loss(v(x0, zeros), z1 - x0),
-               _paired(*_pairs(v, target, seed + 1000, pairs), target, seed + 1), 1e-3, seed + 2,
-               steps)
+               _paired(*_pairs(v, target, seed + 1000, pairs), target, seed + 1), 1e-3,
+               seed + 2, steps)
     rows.append(("torchcfm distill", scoring.score(v, target, N, seed, ONE_STEP,
                                                    samples=samples)))
     return rows
