@@ -160,8 +160,10 @@ differences between two rows on each seed (paired) are noted where the unpaired 
   1, 2, 2, TorchCFM's) a digits student of 6.7 but a worse shapes 1-RF and 2-RF (15.4 at RK4
   × 32, 25.9 at one step), so not taken. More pairs do what none of these did: with 10,000
   pairs per round for both libraries (`own_defaults.py run --image-pairs 10000`,
-  `OWN_DEFAULTS.md`) the shapes students of seeds 0 and 1 fall from 21.8 and 19.8 to 17.8
-  and 16.4, while TorchCFM's seed 0 stays at 19.6 (19.2 with 2,000).
+  `OWN_DEFAULTS.md`, seeds 0-2, 1,500 samples) rectflow's students fall from 7.15 ± 0.41 to
+  6.40 ± 0.32 on digits and from 21.4 ± 1.4 to 17.8 ± 1.4 on shapes, while TorchCFM's stay
+  where they were (digits 11.8 ± 1.6, shapes 24.9 ± 5.8). Digits become a lead by more than
+  the spread; shapes stay a tie, as TorchCFM's seeds span 19.6 to 31.1.
 - Not run (time): reflow t logit-normal, an LPIPS-like loss (the only image feature network
   here is the classifier that scores FD; training on it would grade the model by its own
   loss)."""
