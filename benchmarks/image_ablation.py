@@ -348,8 +348,8 @@ def table(args) -> str:
             lines += [f"## Fit or generalisation, {target}: the student at rectflow's defaults",
                       "", f"`run --part fit --target {target}`: FD of {col.split()[-1]} "
                       "images each (as many as the round has pairs) against the held-out "
-                      "images, mean ± "
-                      "std over the seeds; unranked, as the rows measure different things.",
+                      "images, mean ± std over the seeds; unranked, as the rows measure "
+                      "different things.",
                       "", "| images | FD |", "|---|---|",
                       *(f"| {n} | {scoring.cell(fit[n][col])} |" for n in FIT if n in fit), ""]
     return "\n".join(lines)
