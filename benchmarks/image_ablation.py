@@ -161,8 +161,8 @@ differences between two rows on each seed (paired) are noted where the unpaired 
   × 32, 25.9 at one step), so not taken. More pairs do what none of these did: with 10,000
   pairs per round for both libraries (`own_defaults.py run --image-pairs 10000`,
   `OWN_DEFAULTS.md`, seeds 0-2, 1,500 samples) rectflow's students fall from 7.15 ± 0.41 to
-  6.40 ± 0.32 on digits and from 21.4 ± 1.4 to 17.8 ± 1.4 on shapes, while TorchCFM's stay
-  where they were (digits 11.8 ± 1.6, shapes 24.9 ± 5.8). Digits become a lead by more than
+  6.40 ± 0.32 on digits and from 21.4 ± 1.4 to 17.8 ± 1.4 on shapes, while TorchCFM's move
+  less (digits 11.9 to 11.8 ± 1.6, shapes 27.7 to 24.9 ± 5.8). Digits become a lead by more than
   the spread (over seeds 0-4 too: 6.39 ± 0.34 against 11.0 ± 2.0; seeds 3-4 alone tie); shapes
   stay a tie, as TorchCFM's seeds span 19.6 to 31.1.
 - Not run (time): reflow t logit-normal, an LPIPS-like loss (the only image feature network
