@@ -202,18 +202,16 @@ FIT = ("round-2 pairs' endpoints z1", "student, one step from the pairs' own x0"
 
 
 def fit_job(seed: int, work: Path, out: Path, target: str) -> None:
-    """The chain at rectflow's defaults (``own_defaults.run_rectflow``, whose own scores are
-    ``own_defaults.py``'s rows and are not kept), then the :data:`FIT` rows: a student that
-    fits its pairs reproduces their endpoints from their x0; if it does so but fresh noise
-    gives worse images, more pairs, not a better fit, is what it lacks."""
+    """The chain at rectflow's defaults (``own_defaults.rectflow_chain``), then the
+    :data:`FIT` rows: a student that fits its pairs reproduces their endpoints from their x0;
+    if it does so but fresh noise gives worse images, more pairs, not a better fit, is what
+    it lacks."""
     import torch
-    import rectflow
     from rectflow.core.solvers import solve
     from rectflow.data.pairs import PairsDataset
-    own_defaults.run_rectflow(target, seed, work, rf2=False)
+    *_, student = own_defaults.rectflow_chain(target, seed, work)
     pairs = PairsDataset(work / "pairs2")
     x0, z1 = pairs.head(pairs.n)
-    student = rectflow.load(work / "distill")
     with torch.no_grad():
         own = solve(student.velocity, x0, method="euler", steps=1).x
     fresh = scoring.score_flow(student, target, N, seed, ONE, samples=pairs.n)[ONE[0][0]]

@@ -89,16 +89,15 @@ def pair_options(target: str, pairs: int | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------------- rectflow
-def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None, *,
-                 data: str | None = None, n: int | None = None, rf2: bool = True,
-                 samples: int = scoring.DIGITS_N, pairs: int | None = None) -> list[dict]:
-    """rectflow's rows on ``data`` (default ``target``) against ``n`` (default N) points of
-    ``target`` (images: ``samples`` against the held-out set); the 2-RF unless ``rf2`` is
-    False; ``pairs`` per round instead of the budget's. ``recipe`` (ablation): options per
-    stage, ``{"train" | "reflow" | "distill": {...}, "model": {...}}``; nothing given by
-    default."""
+def rectflow_chain(target: str, seed: int, work: Path, recipe: dict | None = None, *,
+                   data: str | None = None, pairs: int | None = None) -> tuple:
+    """rectflow's chain on ``data`` (default ``target``) in ``work``: the 1-RF (``rf1``), its
+    pairs (``pairs1``), the 2-RF (``rf2``), its pairs (``pairs2``) and the student
+    (``distill``), with ``pairs`` per round instead of the budget's; returns the three loaded
+    flows. ``recipe`` (ablation): options per stage, ``{"train" | "reflow" | "distill":
+    {...}, "model": {...}}``; nothing given by default."""
     import rectflow
-    steps, n, r = budget(target)[0], n or N, recipe or {}   # the batch is rectflow's default
+    steps, r = budget(target)[0], recipe or {}   # the batch is rectflow's default
     rf1 = rectflow.train(data or scoring.data_arg(target), out=work / "rf1", train_steps=steps,
                          seed=seed, evaluate=False, callback=quiet, model=r.get("model"),
                          **r.get("train", {}))
@@ -111,6 +110,17 @@ def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None,
     student = rectflow.distill(work / "pairs2", out=work / "distill", train_steps=steps, seed=seed,
                                init=work / "rf2", evaluate=False, callback=quiet,
                                **r.get("distill", {}))
+    return rf1, flow2, student
+
+
+def run_rectflow(target: str, seed: int, work: Path, recipe: dict | None = None, *,
+                 data: str | None = None, n: int | None = None, rf2: bool = True,
+                 samples: int = scoring.DIGITS_N, pairs: int | None = None) -> list[dict]:
+    """rectflow's rows of :func:`rectflow_chain` against ``n`` (default N) points of
+    ``target`` (images: ``samples`` against the held-out set); the 2-RF unless ``rf2`` is
+    False."""
+    rf1, flow2, student = rectflow_chain(target, seed, work, recipe, data=data, pairs=pairs)
+    n = n or N
     return [("rectflow rf1", scoring.score_flow(rf1, target, n, seed, samples=samples)),
             *([("rectflow rf2", scoring.score_flow(flow2, target, n, seed, samples=samples))]
               if rf2 else []),
@@ -467,7 +477,8 @@ def main(argv=None) -> None:
 # its tiny run under RECTFLOW_SMOKE=1 (tests/test_bench_smoke.py; see README.md here)
 SMOKE_RUNS = [["run", "--targets", "moons", "--seeds", "0", "--results", "{tmp}/own.jsonl"],
               ["run", "--targets", "shapes", "--libs", "rectflow", "--seeds", "0",
-               "--image-samples", "100", "--results", "{tmp}/own.jsonl"],
+               "--image-samples", "100", "--image-pairs", "24", "--results",
+               "{tmp}/own.jsonl"],
                ["table", "--results", "{tmp}/own.jsonl"]]
 
 
